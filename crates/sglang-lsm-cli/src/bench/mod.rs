@@ -1,0 +1,308 @@
+//! `sglang-lsm bench`: the built-in benchmark on embedded defaults.
+//!
+//! For each page size: put_batch throughput (including the final fdatasync), cold and warm
+//! get_batch throughput, per-batch latency percentiles, and probe latency — each held against
+//! the device limit measured at the start of the same run.
+
+mod device;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use sglang_lsm::io::AlignedBuf;
+use sglang_lsm::{Store, StoreConfig};
+
+use crate::units::{fmt_bytes, parse_bytes};
+use device::DeviceLimit;
+use stats::quantile;
+
+/// Pages per call, as SGLang's `STORAGE_BATCH_SIZE`, capped so one batch is at most 32 MiB.
+const SGLANG_BATCH_PAGES: usize = 128;
+const MAX_BATCH_BYTES: usize = 32 << 20;
+const PROBE_ITERS: usize = 20_000;
+/// Queue depth of the device-limit measurement (fio's QD16 reference on this disk).
+const DEVICE_THREADS: usize = 16;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Working directory (a fresh subdirectory is created and removed). Must be on the disk
+    /// under test, not tmpfs.
+    #[arg(long, default_value = "bench-out")]
+    dir: PathBuf,
+    /// Bytes written per page size.
+    #[arg(long, default_value = "2g", value_parser = parse_bytes)]
+    bytes: u64,
+    /// Page sizes to test.
+    #[arg(long, value_delimiter = ',', default_value = "128k,1m,8m", value_parser = parse_bytes)]
+    page_sizes: Vec<u64>,
+    /// Read with O_DIRECT in the store (writes use O_DIRECT unless --buffered-writes).
+    #[arg(long)]
+    direct_read: bool,
+    /// Write through the page cache instead of O_DIRECT.
+    #[arg(long)]
+    buffered_writes: bool,
+    /// Largest single read I/O after coalescing.
+    #[arg(long, default_value = "4m", value_parser = parse_bytes)]
+    max_io: u64,
+    /// Read threads per get_batch.
+    #[arg(long, default_value_t = 8)]
+    read_threads: usize,
+    /// Write results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Keep the store directories after the run.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Serialize)]
+struct PageResult {
+    page_bytes: u64,
+    pages: u64,
+    batch_pages: usize,
+    put_bytes_per_s: f64,
+    cold_get_bytes_per_s: f64,
+    warm_get_bytes_per_s: f64,
+    put_batch_p50_ms: f64,
+    put_batch_p99_ms: f64,
+    cold_get_batch_p50_ms: f64,
+    cold_get_batch_p99_ms: f64,
+    probe128_p50_us: f64,
+    probe128_p99_us: f64,
+    cold: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    device: DeviceLimit,
+    direct_read: bool,
+    direct_write: bool,
+    results: Vec<PageResult>,
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let style = ProgressStyle::with_template(&format!(
+        "{what:>24} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::new(len).with_style(style)
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let root = args.dir.join(format!("run-{}", std::process::id()));
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let result = run_in(args, &root);
+    if !args.keep {
+        std::fs::remove_dir_all(&root).ok();
+    }
+    let report = result?;
+    print_table(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_in(args: &BenchArgs, root: &Path) -> anyhow::Result<Report> {
+    eprintln!(
+        "measuring device limit: O_DIRECT write+read of {}",
+        fmt_bytes(args.bytes)
+    );
+    let device = device::measure(root, args.bytes, DEVICE_THREADS)?;
+    let mut results = Vec::new();
+    for (i, &page) in args.page_sizes.iter().enumerate() {
+        anyhow::ensure!(page >= 4096, "page sizes must be at least 4 KiB");
+        results.push(bench_page_size(
+            args,
+            &root.join(format!("case-{i}")),
+            page,
+        )?);
+    }
+    Ok(Report {
+        device,
+        direct_read: args.direct_read,
+        direct_write: !args.buffered_writes,
+        results,
+    })
+}
+
+fn page_key(i: u64) -> String {
+    // SGLang-shaped keys: 64 hex chars plus a namespace suffix.
+    format!(
+        "{:064x}_bench_0_1",
+        (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    )
+}
+
+fn bench_page_size(args: &BenchArgs, root: &Path, page: u64) -> anyhow::Result<PageResult> {
+    let page_usize = usize::try_from(page)?;
+    let batch_pages = SGLANG_BATCH_PAGES.min((MAX_BATCH_BYTES / page_usize).max(1));
+    let pages = (args.bytes / page).max(batch_pages as u64);
+    let batches = pages.div_ceil(batch_pages as u64);
+    let dir = root.join(format!("store-{page}"));
+    let store = Store::open(
+        &dir,
+        StoreConfig {
+            direct_read: args.direct_read,
+            direct_write: !args.buffered_writes,
+            read_threads: args.read_threads,
+            max_io_bytes: args.max_io,
+            ..StoreConfig::default()
+        },
+    )?;
+    // One batch of source pages (page-aligned, like SGLang's pinned host pool), reused with
+    // different keys: the store checksums every page, so content need not differ.
+    let mut src: Vec<AlignedBuf> = (0..batch_pages)
+        .map(|_| AlignedBuf::zeroed(page_usize))
+        .collect();
+    for (i, b) in src.iter_mut().enumerate() {
+        b.iter_mut()
+            .enumerate()
+            .for_each(|(j, x)| *x = (i * 31 + j) as u8);
+    }
+    let keys: Vec<String> = (0..pages).map(page_key).collect();
+
+    let pb = bar(pages * page, &format!("put {}", fmt_bytes(page)));
+    let mut put_ms = Vec::with_capacity(batches as usize);
+    let start = Instant::now();
+    for chunk in keys.chunks(batch_pages) {
+        let refs: Vec<&[u8]> = chunk.iter().map(|k| k.as_bytes()).collect();
+        let parts: Vec<Vec<&[u8]>> = src[..chunk.len()]
+            .iter()
+            .map(|b| {
+                let (k, v) = b.split_at(page_usize / 2);
+                vec![k, v]
+            })
+            .collect();
+        let t = Instant::now();
+        let ok = store.put_batch(&refs, &parts, &[])?;
+        anyhow::ensure!(
+            ok.iter().all(|&b| b),
+            "put declined without a capacity bound"
+        );
+        put_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        pb.inc(chunk.len() as u64 * page);
+    }
+    store.flush()?;
+    let put_s = start.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+
+    let cold = device::drop_caches();
+    if !cold {
+        eprintln!("warning: cannot drop page cache (not root?): 'cold' reads are warm");
+    }
+    let (cold_s, mut cold_ms) = read_all(&store, &keys, batch_pages, page_usize, "cold get")?;
+    let (warm_s, _) = read_all(&store, &keys, batch_pages, page_usize, "warm get")?;
+
+    let mut probe_us = Vec::with_capacity(PROBE_ITERS);
+    let probe_keys: Vec<&[u8]> = keys.iter().take(128).map(|k| k.as_bytes()).collect();
+    for _ in 0..PROBE_ITERS {
+        let t = Instant::now();
+        let n = store.probe(&probe_keys, &[])?;
+        probe_us.push(t.elapsed().as_secs_f64() * 1e6);
+        anyhow::ensure!(
+            n == probe_keys.len(),
+            "probe found {n} of {}",
+            probe_keys.len()
+        );
+    }
+    let total = (pages * page) as f64;
+    Ok(PageResult {
+        page_bytes: page,
+        pages,
+        batch_pages,
+        put_bytes_per_s: total / put_s,
+        cold_get_bytes_per_s: total / cold_s,
+        warm_get_bytes_per_s: total / warm_s,
+        put_batch_p50_ms: quantile(&mut put_ms, 0.5),
+        put_batch_p99_ms: quantile(&mut put_ms, 0.99),
+        cold_get_batch_p50_ms: quantile(&mut cold_ms, 0.5),
+        cold_get_batch_p99_ms: quantile(&mut cold_ms, 0.99),
+        probe128_p50_us: quantile(&mut probe_us, 0.5),
+        probe128_p99_us: quantile(&mut probe_us, 0.99),
+        cold,
+    })
+}
+
+fn read_all(
+    store: &Store,
+    keys: &[String],
+    batch_pages: usize,
+    page: usize,
+    what: &str,
+) -> anyhow::Result<(f64, Vec<f64>)> {
+    let mut dst: Vec<AlignedBuf> = (0..batch_pages).map(|_| AlignedBuf::zeroed(page)).collect();
+    let pb = bar(
+        (keys.len() * page) as u64,
+        &format!("{what} {}", fmt_bytes(page as u64)),
+    );
+    let mut ms = Vec::new();
+    let start = Instant::now();
+    for chunk in keys.chunks(batch_pages) {
+        let refs: Vec<&[u8]> = chunk.iter().map(|k| k.as_bytes()).collect();
+        let mut parts: Vec<Vec<&mut [u8]>> = dst[..chunk.len()]
+            .iter_mut()
+            .map(|b| {
+                let (k, v) = b.split_at_mut(page / 2);
+                vec![k, v]
+            })
+            .collect();
+        let t = Instant::now();
+        let hits = store.get_batch(&refs, &mut parts)?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(
+            hits.iter().all(|&h| h),
+            "benchmark read missed a page it wrote"
+        );
+        pb.inc((chunk.len() * page) as u64);
+    }
+    pb.finish_and_clear();
+    Ok((start.elapsed().as_secs_f64(), ms))
+}
+
+fn gbps(b: f64) -> String {
+    format!("{:.2}", b / 1e9)
+}
+
+fn print_table(r: &Report) {
+    let d = &r.device;
+    println!(
+        "device limit (O_DIRECT sequential, same run): write {} GB/s, read {} GB/s",
+        gbps(d.write_bytes_per_s),
+        gbps(d.read_bytes_per_s)
+    );
+    println!(
+        "store: direct_write={} direct_read={}",
+        r.direct_write, r.direct_read
+    );
+    println!(
+        "| page | pages | put GB/s (% dev) | cold get GB/s (% dev) | warm get GB/s | put p50/p99 ms | cold get p50/p99 ms | probe128 p50/p99 us |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for x in &r.results {
+        println!(
+            "| {} | {} | {} ({:.0}%) | {} ({:.0}%){} | {} | {:.1}/{:.1} | {:.1}/{:.1} | {:.1}/{:.1} |",
+            fmt_bytes(x.page_bytes),
+            x.pages,
+            gbps(x.put_bytes_per_s),
+            100.0 * x.put_bytes_per_s / d.write_bytes_per_s,
+            gbps(x.cold_get_bytes_per_s),
+            100.0 * x.cold_get_bytes_per_s / d.read_bytes_per_s,
+            if x.cold { "" } else { " (warm!)" },
+            gbps(x.warm_get_bytes_per_s),
+            x.put_batch_p50_ms,
+            x.put_batch_p99_ms,
+            x.cold_get_batch_p50_ms,
+            x.cold_get_batch_p99_ms,
+            x.probe128_p50_us,
+            x.probe128_p99_us,
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! Operator commands: `verify`, `stats`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use sglang_lsm::{Store, StoreConfig};
+
+use crate::units::fmt_bytes;
+
+fn open(dir: &Path) -> anyhow::Result<Store> {
+    if !dir.join("FORMAT").exists() {
+        anyhow::bail!(
+            "{} is not an sglang-lsm store (no FORMAT file)",
+            dir.display()
+        );
+    }
+    Store::open(dir, StoreConfig::default())
+        .with_context(|| format!("opening store {}", dir.display()))
+}
+
+/// `sglang-lsm verify DIR`.
+pub fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
+    let store = open(dir)?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("verify {bar:40} {pos}/{len} pages {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let report = store.verify(|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "verified={} corrupt={} bytes={}",
+        report.verified,
+        report.corrupt,
+        fmt_bytes(report.bytes)
+    );
+    for k in &report.corrupt_keys {
+        println!("corrupt key: {k}");
+    }
+    Ok(if report.corrupt == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `sglang-lsm stats DIR [--json]`.
+pub fn stats(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open(dir)?;
+    let stats = store.stats();
+    let segments = store.segment_usage();
+    if json {
+        let v = serde_json::json!({ "stats": stats, "segments": segments });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("store          {}", dir.display());
+    println!("pages          {}", stats.pages);
+    println!("live bytes     {}", fmt_bytes(stats.live_bytes));
+    println!(
+        "log bytes      {} in {} segments",
+        fmt_bytes(stats.log_bytes),
+        stats.segments
+    );
+    match stats.capacity_bytes {
+        Some(c) => println!("capacity       {}", fmt_bytes(c)),
+        None => println!("capacity       unbounded"),
+    }
+    println!(
+        "index          {} on disk, {} tables, persisted seqno {:?}",
+        fmt_bytes(stats.index_disk_bytes),
+        stats.index_tables,
+        stats.persisted_seqno
+    );
+    println!("segment live fractions:");
+    for s in &segments {
+        let frac = if s.bytes == 0 {
+            0.0
+        } else {
+            s.live_bytes as f64 / s.bytes as f64
+        };
+        println!(
+            "  seg {:>10}  {:>10}  live {:5.1}%",
+            s.id,
+            fmt_bytes(s.bytes),
+            100.0 * frac
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,73 @@
+//! `sglang-lsm`: benchmark, verify and inspect a store.
+
+mod bench;
+mod cmd;
+mod units;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sglang-lsm",
+    version,
+    about = "KV-cache disk tier for SGLang HiCache: benchmark, verify, inspect"
+)]
+struct Cli {
+    /// Emit logs as JSON lines (level via RUST_LOG, default "warn").
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Built-in benchmark: device limit, put/cold-get throughput per page size, probe latency.
+    Bench(bench::BenchArgs),
+    /// Read every live page, check its checksum, print `verified=N corrupt=M` (exit 1 if M > 0).
+    Verify {
+        /// Store directory.
+        dir: PathBuf,
+    },
+    /// Print store statistics.
+    Stats {
+        /// Store directory.
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let result = match cli.command {
+        Command::Bench(args) => bench::run(&args),
+        Command::Verify { dir } => cmd::verify(&dir),
+        Command::Stats { dir, json } => cmd::stats(&dir, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The LSM index (lsm-tree) over two keyspaces:
+//!
+//! - `0x01 | key` → [`IndexRecord`]: point lookups by the caller's opaque key.
+//! - `0x02 | parent_fp (BE) | child_fp (BE)` → empty: every child of a prefix is adjacent in
+//!   key order, so descendants are found by prefix scans (prefix-aware eviction walks these).
+//!
+//! The tree has no journal: the value log is its write-ahead log. We drive memtable rotation,
+//! flushes and compactions (see `store::maintenance`) so a controller can steer them.
+
+mod record;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use lsm_tree::{AbstractTree, AnyTree, Config, Guard, SequenceNumberCounter};
+
+use crate::error::{Error, Result};
+use crate::key::Fingerprint;
+pub use record::IndexRecord;
+
+const PRIMARY: u8 = 0x01;
+const CHILDREN: u8 = 0x02;
+
+fn primary_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(PRIMARY);
+    k.extend_from_slice(key);
+    k
+}
+
+fn child_key(parent: Fingerprint, child: Fingerprint) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = CHILDREN;
+    k[1..9].copy_from_slice(&parent.to_be_bytes());
+    k[9..17].copy_from_slice(&child.to_be_bytes());
+    k
+}
+
+/// The page index.
+pub struct Index {
+    tree: AnyTree,
+    seqno: SequenceNumberCounter,
+    visible: SequenceNumberCounter,
+}
+
+impl Index {
+    /// Opens or creates the index in `dir`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        let seqno = SequenceNumberCounter::default();
+        let visible = SequenceNumberCounter::default();
+        let tree = Config::new(dir, seqno.clone(), visible.clone())
+            .use_cache(Arc::new(lsm_tree::Cache::with_capacity_bytes(cache_bytes)))
+            .expect_point_read_hits(false)
+            .open()?;
+        if let Some(s) = tree.get_highest_seqno() {
+            seqno.fetch_max(s + 1);
+            visible.fetch_max(s + 1);
+        }
+        Ok(Self {
+            tree,
+            seqno,
+            visible,
+        })
+    }
+
+    /// Highest sequence number whose effects are in flushed tables.
+    #[must_use]
+    pub fn persisted_seqno(&self) -> Option<u64> {
+        self.tree.get_highest_persisted_seqno()
+    }
+
+    fn read_seqno(&self) -> u64 {
+        self.visible.get()
+    }
+
+    fn advance(&self, seqno: u64) {
+        self.seqno.fetch_max(seqno + 1);
+        self.visible.fetch_max(seqno + 1);
+    }
+
+    /// Looks up a page record.
+    pub fn get(&self, key: &[u8]) -> Result<Option<IndexRecord>> {
+        match self.tree.get(primary_key(key), self.read_seqno())? {
+            None => Ok(None),
+            Some(v) => IndexRecord::decode(&v)
+                .map(Some)
+                .ok_or_else(|| Error::Corrupt {
+                    path: "index".into(),
+                    detail: format!("undecodable record of {} bytes", v.len()),
+                }),
+        }
+    }
+
+    /// Inserts a page record and its parent-to-child link.
+    pub fn insert(&self, key: &[u8], fp: Fingerprint, rec: &IndexRecord) {
+        self.tree
+            .insert(primary_key(key), rec.encode().to_vec(), rec.seqno);
+        if rec.parent_fp != crate::key::NO_PARENT {
+            self.tree
+                .insert(child_key(rec.parent_fp, fp).to_vec(), Vec::new(), rec.seqno);
+        }
+        self.advance(rec.seqno);
+    }
+
+    /// Removes a page record and its parent link.
+    pub fn remove(&self, key: &[u8], fp: Fingerprint, parent_fp: Fingerprint, seqno: u64) {
+        self.tree.remove(primary_key(key), seqno);
+        if parent_fp != crate::key::NO_PARENT {
+            self.tree.remove(child_key(parent_fp, fp).to_vec(), seqno);
+        }
+        self.advance(seqno);
+    }
+
+    /// Fingerprints of the direct children of `parent` (one prefix scan).
+    pub fn children(&self, parent: Fingerprint) -> Result<Vec<Fingerprint>> {
+        let mut prefix = [0u8; 9];
+        prefix[0] = CHILDREN;
+        prefix[1..9].copy_from_slice(&parent.to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.tree.prefix(prefix, self.read_seqno(), None) {
+            let k = item.key()?;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&k[9..17]);
+            out.push(u64::from_be_bytes(a));
+        }
+        Ok(out)
+    }
+
+    /// Visits every page record in key order.
+    pub fn for_each_record(
+        &self,
+        mut f: impl FnMut(&[u8], IndexRecord) -> Result<()>,
+    ) -> Result<()> {
+        for item in self.tree.prefix([PRIMARY], self.read_seqno(), None) {
+            let (k, v) = item.into_inner()?;
+            let rec = IndexRecord::decode(&v).ok_or_else(|| Error::Corrupt {
+                path: "index".into(),
+                detail: "undecodable record".into(),
+            })?;
+            f(&k[1..], rec)?;
+        }
+        Ok(())
+    }
+
+    /// Drops every entry (used by `clear`).
+    pub fn clear(&self) -> Result<()> {
+        Ok(self.tree.clear()?)
+    }
+
+    /// Bytes in the active memtable.
+    #[must_use]
+    pub fn memtable_bytes(&self) -> u64 {
+        self.tree.active_memtable().size()
+    }
+
+    /// Seals the active memtable. The caller must hold the log's writer lock so that no frame's
+    /// records are split across memtables (replay restarts after the persisted seqno).
+    pub fn rotate(&self) -> bool {
+        self.tree.rotate_memtable().is_some()
+    }
+
+    /// Flushes sealed memtables to tables.
+    pub fn flush_sealed(&self) -> Result<()> {
+        let lock = self.tree.get_flush_lock();
+        self.tree.flush(&lock, self.read_seqno())?;
+        Ok(())
+    }
+
+    /// Runs leveled compaction with the given parameters (changeable on every call).
+    pub fn compact(&self, level_ratio: f32, l0_threshold: u8) -> Result<()> {
+        let strategy = lsm_tree::compaction::Leveled::default()
+            .with_level_ratio_policy(vec![level_ratio])
+            .with_l0_threshold(l0_threshold);
+        self.tree.compact(Arc::new(strategy), self.read_seqno())?;
+        Ok(())
+    }
+
+    /// Number of tables in L0 (write-stall signal).
+    #[must_use]
+    pub fn l0_runs(&self) -> usize {
+        self.tree.l0_run_count()
+    }
+
+    /// Index bytes on disk.
+    #[must_use]
+    pub fn disk_bytes(&self) -> u64 {
+        self.tree.disk_space()
+    }
+
+    /// Number of sealed memtables awaiting flush.
+    #[must_use]
+    pub fn sealed_count(&self) -> usize {
+        self.tree.sealed_memtable_count()
+    }
+
+    /// Table count.
+    #[must_use]
+    pub fn table_count(&self) -> usize {
+        self.tree.table_count()
+    }
+}

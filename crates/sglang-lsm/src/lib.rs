@@ -1,0 +1,34 @@
+//! # sglang-lsm
+//!
+//! A storage engine for LLM KV-cache pages: the disk tier (L3) behind SGLang's HiCache.
+//!
+//! - **Key-value separation.** Page payloads go to append-only value-log segments ([`vlog`]),
+//!   one contiguous vectored write per batch; a small record per page goes to an LSM index
+//!   ([`index`], built on `lsm-tree`).
+//! - **Prefix preservation.** Pages of a prefix written together are contiguous in the log, in
+//!   prefix order, and the index keeps a parent-to-children keyspace ([`key`]).
+//! - **Safety.** Every read is checksummed (a mismatch is a miss, never wrong bytes); the log
+//!   doubles as the index's write-ahead log, so a killed process loses nothing acknowledged.
+//!
+//! ```no_run
+//! use sglang_lsm::{Store, StoreConfig};
+//! let store = Store::open("/tmp/kv", StoreConfig::default())?;
+//! let (k, v) = (b"page-0".as_slice(), vec![7u8; 4096]);
+//! store.put_batch(&[k], &[vec![&v[..]]], &[])?;
+//! let mut out = vec![0u8; 4096];
+//! let hits = store.get_batch(&[k], &mut [vec![&mut out[..]]])?;
+//! assert!(hits[0] && out == v);
+//! # Ok::<(), sglang_lsm::Error>(())
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod io;
+pub mod key;
+pub mod store;
+pub mod vlog;
+
+pub use config::{Durability, StoreConfig, MAX_KEY_BYTES};
+pub use error::{Error, Result};
+pub use store::{SegmentUsage, Store, StoreStats, VerifyReport};

@@ -1,0 +1,302 @@
+//! Reads: `get_batch`, `get`, `probe`, `exists`.
+//!
+//! A batch is planned as I/Os: extents sorted by (segment, offset), adjacent ones coalesced into
+//! one vectored read (gaps land in a scratch buffer), and the I/Os run in parallel. Every page
+//! is verified against its checksum; a mismatch is a miss and the page is dropped.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use super::stats::Counters;
+use super::Store;
+use crate::error::{key_display, Error, Result};
+use crate::index::IndexRecord;
+use crate::io::AlignedBuf;
+use crate::key::{self, fingerprint};
+use crate::vlog::format::align_up;
+use crate::vlog::frame::page_crc;
+
+/// Below this many bytes a batch is read on the calling thread: spawning costs more.
+const PARALLEL_MIN_BYTES: u64 = 1 << 20;
+
+struct PageRead<'b, 'a> {
+    page: usize,
+    rec: IndexRecord,
+    bufs: &'b mut Vec<&'a mut [u8]>,
+}
+
+/// One coalesced read: consecutive extents of one segment.
+struct IoPlan<'b, 'a> {
+    segment_id: u32,
+    pages: Vec<PageRead<'b, 'a>>,
+}
+
+impl IoPlan<'_, '_> {
+    fn end(&self) -> u64 {
+        self.pages.last().map_or(0, |p| p.rec.offset + p.rec.len)
+    }
+    fn start(&self) -> u64 {
+        self.pages.first().map_or(0, |p| p.rec.offset)
+    }
+}
+
+enum Outcome {
+    Hit(u64),
+    Corrupt,
+}
+
+impl Store {
+    /// Reads pages into caller buffers. `buffers[i]` receives page i as consecutive parts
+    /// whose lengths must add up to the stored length. Returns one flag per page: `true` for a
+    /// hit with verified bytes, `false` for a miss (absent, or dropped because its checksum
+    /// failed — wrong bytes are never reported as a hit).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`], [`Error::LengthMismatch`] (checked before any read), index
+    /// failures.
+    pub fn get_batch(&self, keys: &[&[u8]], buffers: &mut [Vec<&mut [u8]>]) -> Result<Vec<bool>> {
+        if keys.len() != buffers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "get_batch got {} keys but {} buffer lists",
+                keys.len(),
+                buffers.len()
+            )));
+        }
+        for k in keys {
+            key::validate(k)?;
+        }
+        let inner = &self.inner;
+        Counters::add(&inner.counters.get_pages, keys.len() as u64);
+        let mut found: Vec<Option<IndexRecord>> = vec![None; keys.len()];
+        {
+            let candidates: Vec<usize> = {
+                let r = inner.residency.read();
+                (0..keys.len())
+                    .filter(|&i| r.contains(fingerprint(keys[i])))
+                    .collect()
+            };
+            for i in candidates {
+                found[i] = inner.index.get(keys[i])?;
+            }
+        }
+        for (i, rec) in found.iter().enumerate() {
+            if let Some(rec) = rec {
+                let given: u64 = buffers[i].iter().map(|b| b.len() as u64).sum();
+                if given != rec.len {
+                    return Err(Error::LengthMismatch {
+                        key: key_display(keys[i]),
+                        stored_bytes: rec.len,
+                        given_bytes: given,
+                    });
+                }
+            }
+        }
+        let mut reads: Vec<PageRead<'_, '_>> = found
+            .into_iter()
+            .zip(buffers.iter_mut())
+            .enumerate()
+            .filter_map(|(page, (rec, bufs))| rec.map(|rec| PageRead { page, rec, bufs }))
+            .collect();
+        reads.sort_by_key(|r| (r.rec.segment_id, r.rec.offset));
+        let plans = self.coalesce(reads);
+        let outcomes = self.execute(keys, plans);
+        let mut hits = vec![false; keys.len()];
+        let mut corrupt: Vec<&[u8]> = Vec::new();
+        let mut hit_bytes = 0;
+        for (page, outcome) in outcomes {
+            match outcome {
+                Outcome::Hit(len) => {
+                    hits[page] = true;
+                    hit_bytes += len;
+                }
+                Outcome::Corrupt => corrupt.push(keys[page]),
+            }
+        }
+        let hit_count = hits.iter().filter(|&&h| h).count() as u64;
+        Counters::add(&inner.counters.get_hits, hit_count);
+        Counters::add(&inner.counters.get_misses, keys.len() as u64 - hit_count);
+        Counters::add(&inner.counters.get_bytes, hit_bytes);
+        if !corrupt.is_empty() {
+            Counters::add(&inner.counters.get_corrupt, corrupt.len() as u64);
+            tracing::warn!(
+                pages = corrupt.len(),
+                "checksum mismatch: pages dropped and reported as misses"
+            );
+            if let Err(e) = self.delete_batch(&corrupt) {
+                tracing::error!(error = %e, "could not drop corrupt pages; they stay misses");
+            }
+        }
+        Ok(hits)
+    }
+
+    fn coalesce<'b, 'a>(&self, reads: Vec<PageRead<'b, 'a>>) -> Vec<IoPlan<'b, 'a>> {
+        let gap_max = self.inner.config.coalesce_gap_bytes;
+        let io_max = self.inner.config.max_io_bytes;
+        let mut plans: Vec<IoPlan<'b, 'a>> = Vec::new();
+        for r in reads {
+            if let Some(cur) = plans.last_mut() {
+                let end = cur.end();
+                let joins = cur.segment_id == r.rec.segment_id
+                    && r.rec.offset >= end
+                    && r.rec.offset - end <= gap_max
+                    && r.rec.offset + r.rec.len - cur.start() <= io_max;
+                if joins {
+                    cur.pages.push(r);
+                    continue;
+                }
+            }
+            plans.push(IoPlan {
+                segment_id: r.rec.segment_id,
+                pages: vec![r],
+            });
+        }
+        plans
+    }
+
+    fn execute(&self, keys: &[&[u8]], plans: Vec<IoPlan<'_, '_>>) -> Vec<(usize, Outcome)> {
+        Counters::add(&self.inner.counters.read_ios, plans.len() as u64);
+        let total: u64 = plans.iter().map(|p| p.end() - p.start()).sum();
+        let threads = self.inner.config.read_threads.min(plans.len());
+        if threads <= 1 || total < PARALLEL_MIN_BYTES {
+            return plans
+                .into_iter()
+                .flat_map(|p| self.run_io(keys, p))
+                .collect();
+        }
+        // Work-stealing by index: big and small I/Os balance across threads.
+        let slots: Vec<parking_lot::Mutex<Option<IoPlan<'_, '_>>>> = plans
+            .into_iter()
+            .map(|p| parking_lot::Mutex::new(Some(p)))
+            .collect();
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Relaxed);
+                            let Some(slot) = slots.get(i) else { break };
+                            if let Some(plan) = slot.lock().take() {
+                                out.extend(self.run_io(keys, plan));
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    }
+
+    /// Performs one coalesced read and verifies each page.
+    fn run_io(&self, keys: &[&[u8]], mut plan: IoPlan<'_, '_>) -> Vec<(usize, Outcome)> {
+        let corrupt_all = |plan: IoPlan<'_, '_>| -> Vec<(usize, Outcome)> {
+            plan.pages
+                .iter()
+                .map(|p| (p.page, Outcome::Corrupt))
+                .collect()
+        };
+        let Some(seg) = self.inner.vlog.segment(plan.segment_id) else {
+            return corrupt_all(plan);
+        };
+        let start = plan.start();
+        // Gaps between extents (padding and skipped records) go to scratch space.
+        let gaps: Vec<u64> = plan
+            .pages
+            .windows(2)
+            .map(|w| w[1].rec.offset - (w[0].rec.offset + w[0].rec.len))
+            .collect();
+        let mut scratch =
+            AlignedBuf::zeroed(gaps.iter().map(|g| align_up(*g)).sum::<u64>() as usize);
+        let ok = {
+            let mut rest: &mut [u8] = &mut scratch;
+            let mut iov: Vec<&mut [u8]> = Vec::new();
+            let mut pages = plan.pages;
+            for (i, p) in pages.iter_mut().enumerate() {
+                iov.extend(p.bufs.iter_mut().map(|b| &mut b[..]));
+                if let Some(&g) = gaps.get(i) {
+                    let (gap, tail) = std::mem::take(&mut rest).split_at_mut(align_up(g) as usize);
+                    iov.push(&mut gap[..g as usize]);
+                    rest = tail;
+                }
+            }
+            let ok = seg
+                .read_into(&mut iov, start, self.inner.config.direct_read)
+                .is_ok();
+            drop(iov);
+            plan.pages = pages;
+            ok
+        };
+        if !ok {
+            return corrupt_all(plan);
+        }
+        plan.pages
+            .iter()
+            .map(|p| {
+                let crc = page_crc(keys[p.page], p.bufs.iter().map(|b| &**b));
+                let outcome = if crc == p.rec.crc {
+                    Outcome::Hit(p.rec.len)
+                } else {
+                    Outcome::Corrupt
+                };
+                (p.page, outcome)
+            })
+            .collect()
+    }
+
+    /// Reads one page into a new vector, or `None` on a miss.
+    ///
+    /// # Errors
+    /// Invalid key or index failure.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        key::validate(key)?;
+        if !self.inner.residency.read().contains(fingerprint(key)) {
+            Counters::add(&self.inner.counters.get_pages, 1);
+            Counters::add(&self.inner.counters.get_misses, 1);
+            return Ok(None);
+        }
+        let Some(rec) = self.inner.index.get(key)? else {
+            return Ok(None);
+        };
+        let len = usize::try_from(rec.len)
+            .map_err(|_| Error::InvalidArgument("page larger than memory".into()))?;
+        let mut buf = vec![0u8; len];
+        let hit = {
+            let mut parts: Vec<Vec<&mut [u8]>> = vec![vec![&mut buf[..]]];
+            self.get_batch(&[key], &mut parts)?[0]
+        };
+        Ok(hit.then_some(buf))
+    }
+
+    /// The number of consecutive keys, from the start, that are present. `prefix_keys` (the
+    /// chain before `keys`) is accepted for symmetry with `put_batch` and does not change the
+    /// count. One in-memory pass, no I/O.
+    ///
+    /// # Errors
+    /// Invalid key.
+    pub fn probe(&self, keys: &[&[u8]], prefix_keys: &[&[u8]]) -> Result<usize> {
+        for k in keys.iter().chain(prefix_keys) {
+            key::validate(k)?;
+        }
+        let fps: Vec<u64> = keys.iter().map(|k| fingerprint(k)).collect();
+        let n = {
+            let r = self.inner.residency.read();
+            fps.iter().take_while(|fp| r.contains(**fp)).count()
+        };
+        Counters::add(&self.inner.counters.probes, 1);
+        Counters::add(&self.inner.counters.probe_keys, keys.len() as u64);
+        Ok(n)
+    }
+
+    /// Whether a page is present.
+    ///
+    /// # Errors
+    /// Invalid key.
+    pub fn exists(&self, key: &[u8]) -> Result<bool> {
+        key::validate(key)?;
+        Ok(self.inner.residency.read().contains(fingerprint(key)))
+    }
+}

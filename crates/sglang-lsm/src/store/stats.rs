@@ -1,0 +1,87 @@
+//! Operation counters and the stats snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::{Deserialize, Serialize};
+
+/// Monotonic counters, updated with relaxed atomics on the hot paths.
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub put_pages: AtomicU64,
+    pub put_bytes: AtomicU64,
+    pub put_existing_pages: AtomicU64,
+    pub put_declined_pages: AtomicU64,
+    pub get_pages: AtomicU64,
+    pub get_hits: AtomicU64,
+    pub get_misses: AtomicU64,
+    pub get_corrupt: AtomicU64,
+    pub get_bytes: AtomicU64,
+    pub read_ios: AtomicU64,
+    pub probes: AtomicU64,
+    pub probe_keys: AtomicU64,
+    pub deletes: AtomicU64,
+    pub index_flushes: AtomicU64,
+    pub index_compactions: AtomicU64,
+    pub background_errors: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+}
+
+/// A point-in-time view of the store, serialisable for the CLI (`stats --json`) and bindings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// Resident pages.
+    pub pages: u64,
+    /// Aligned payload bytes of resident pages.
+    pub live_bytes: u64,
+    /// Bytes of all value-log segments.
+    pub log_bytes: u64,
+    /// Number of segments.
+    pub segments: u64,
+    /// Configured capacity bound on `log_bytes`, if any.
+    pub capacity_bytes: Option<u64>,
+    /// Index bytes on disk.
+    pub index_disk_bytes: u64,
+    /// Index tables.
+    pub index_tables: u64,
+    /// Bytes in the index's active memtable.
+    pub memtable_bytes: u64,
+    /// Highest sequence number persisted in index tables.
+    pub persisted_seqno: Option<u64>,
+    /// Pages written.
+    pub put_pages: u64,
+    /// Payload bytes written.
+    pub put_bytes: u64,
+    /// Puts of pages that already existed (no-op successes).
+    pub put_existing_pages: u64,
+    /// Pages declined because the capacity bound was reached.
+    pub put_declined_pages: u64,
+    /// Pages asked for by `get_batch`/`get`.
+    pub get_pages: u64,
+    /// Pages returned with verified bytes.
+    pub get_hits: u64,
+    /// Pages absent.
+    pub get_misses: u64,
+    /// Pages whose checksum failed: reported as misses and dropped.
+    pub get_corrupt: u64,
+    /// Payload bytes returned.
+    pub get_bytes: u64,
+    /// Read I/Os issued after coalescing.
+    pub read_ios: u64,
+    /// `probe` calls.
+    pub probes: u64,
+    /// Keys examined by `probe`.
+    pub probe_keys: u64,
+    /// Pages deleted.
+    pub deletes: u64,
+    /// Index memtable flushes.
+    pub index_flushes: u64,
+    /// Index compaction runs.
+    pub index_compactions: u64,
+    /// Background maintenance failures (logged).
+    pub background_errors: u64,
+}

@@ -1,0 +1,244 @@
+//! The value log: append-only segments of frames, one frame per batch.
+//!
+//! Why our own log instead of a crate: tensors must go from the caller's (K, V) buffers to disk
+//! with one vectored write and no staging copy, land 4 KiB-aligned for O_DIRECT, carry their
+//! own checksums and sequence numbers (the log is also the index's write-ahead log), and be
+//! reclaimed a whole segment at a time. See docs/DESIGN.md.
+
+pub mod format;
+pub mod frame;
+mod replay;
+pub mod segment;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
+
+use crate::config::Durability;
+use crate::error::{Error, Result};
+use crate::io::{self, FaultInjector};
+pub use frame::PreparedFrame;
+pub use replay::ReplayedFrame;
+use segment::Segment;
+
+/// Value-log options derived from the store config.
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    /// Roll to a new segment once the active one would exceed this.
+    pub segment_bytes: u64,
+    /// O_DIRECT for aligned appends.
+    pub direct_write: bool,
+    /// O_DIRECT for aligned reads.
+    pub direct_read: bool,
+    /// Power-loss durability mode.
+    pub durability: Durability,
+}
+
+/// The single append point. Holding its lock serialises appends, which keeps every frame
+/// complete before the next begins (torn data can only be at the tail) and lets the store
+/// publish index records in sequence-number order.
+pub struct Writer {
+    active: Arc<Segment>,
+    tail: u64,
+    next_seqno: u64,
+    unsynced: bool,
+}
+
+impl Writer {
+    /// The sequence number the next frame will get.
+    #[must_use]
+    pub fn next_seqno(&self) -> u64 {
+        self.next_seqno
+    }
+}
+
+/// Where an appended frame landed.
+#[derive(Clone, Copy, Debug)]
+pub struct Appended {
+    /// Segment holding the frame.
+    pub segment_id: u32,
+    /// Offset of the frame's first byte in that segment.
+    pub frame_offset: u64,
+    /// The frame's sequence number.
+    pub seqno: u64,
+}
+
+/// Append-only value log over a directory of segments.
+pub struct ValueLog {
+    dir: PathBuf,
+    opts: LogOptions,
+    segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    faults: Arc<FaultInjector>,
+}
+
+impl ValueLog {
+    /// Opens (or creates) the log in `dir`, replaying every frame with seqno `> after_seqno`
+    /// through `on_frame` in log order, and truncating a torn tail.
+    pub fn open(
+        dir: &Path,
+        opts: LogOptions,
+        faults: Arc<FaultInjector>,
+        after_seqno: Option<u64>,
+        on_frame: impl FnMut(ReplayedFrame) -> Result<()>,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let scanned = replay::scan(dir, &opts, after_seqno, on_frame)?;
+        let mut segments: BTreeMap<u32, Arc<Segment>> = scanned
+            .segments
+            .into_iter()
+            .map(|s| (s.id, Arc::new(s)))
+            .collect();
+        let active = match segments.last_key_value() {
+            Some((_, seg)) => Arc::clone(seg),
+            None => {
+                let seg = Arc::new(Segment::create(
+                    dir,
+                    scanned.next_segment_id,
+                    opts.direct_write || opts.direct_read,
+                    opts.durability != Durability::None,
+                    &faults,
+                )?);
+                segments.insert(seg.id, Arc::clone(&seg));
+                seg
+            }
+        };
+        let tail = active.len_bytes();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            opts,
+            segments: RwLock::new(segments),
+            writer: Mutex::new(Writer {
+                active,
+                tail,
+                next_seqno: scanned.next_seqno,
+                unsynced: false,
+            }),
+            faults,
+        })
+    }
+
+    /// Takes the append lock.
+    pub fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock()
+    }
+
+    /// Appends one frame under the writer lock. On failure nothing is published, the tail is
+    /// rolled back (so the next append overwrites the partial bytes) and the error names the
+    /// file; the log stays usable.
+    pub fn append(&self, w: &mut Writer, frame: &mut PreparedFrame<'_>) -> Result<Appended> {
+        let frame_len = frame.frame_len();
+        if w.tail + frame_len > self.opts.segment_bytes && w.tail > format::SEGMENT_HEADER_BYTES {
+            self.roll(w)?;
+        }
+        let seqno = w.next_seqno;
+        frame.seal(seqno);
+        let seg = Arc::clone(&w.active);
+        let offset = w.tail;
+        let handle = match seg.direct() {
+            Some(d) if self.opts.direct_write && frame.direct_compatible() => d,
+            _ => seg.file(),
+        };
+        let written = io::pwritev_all(handle, &frame.iovecs(), offset, &self.faults);
+        if let Err(e) = written {
+            // Drop the partial bytes so a reopen does not have to; failure to truncate is
+            // harmless because the next append overwrites from `offset` anyway.
+            let _ = seg.file().set_len(offset);
+            return Err(Error::io(&seg.path, e));
+        }
+        if self.opts.durability == Durability::Batch {
+            io::fdatasync(seg.file()).map_err(|e| Error::io(&seg.path, e))?;
+        } else {
+            w.unsynced = true;
+        }
+        w.tail = offset + frame_len;
+        w.next_seqno += 1;
+        seg.set_len_bytes(w.tail);
+        Ok(Appended {
+            segment_id: seg.id,
+            frame_offset: offset,
+            seqno,
+        })
+    }
+
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        let sync = self.opts.durability != Durability::None;
+        if sync && w.unsynced {
+            io::fdatasync(w.active.file()).map_err(|e| Error::io(&w.active.path, e))?;
+            w.unsynced = false;
+        }
+        let id = w.active.id.checked_add(1).ok_or_else(|| {
+            Error::InvalidArgument("segment id space exhausted; clear the store".into())
+        })?;
+        let seg = Arc::new(Segment::create(
+            &self.dir,
+            id,
+            self.opts.direct_write || self.opts.direct_read,
+            sync,
+            &self.faults,
+        )?);
+        self.segments.write().insert(id, Arc::clone(&seg));
+        w.tail = seg.len_bytes();
+        w.active = seg;
+        Ok(())
+    }
+
+    /// Starts a fresh segment now (used by `clear`, so its marker frame opens a segment).
+    pub fn roll_now(&self, w: &mut Writer) -> Result<u32> {
+        self.roll(w)?;
+        Ok(w.active.id)
+    }
+
+    /// Deletes every segment with an id below `id` (after a `Clear` frame made them dead).
+    pub fn remove_segments_below(&self, id: u32) -> Result<()> {
+        let old: Vec<Arc<Segment>> = {
+            let mut segs = self.segments.write();
+            let old_ids: Vec<u32> = segs.range(..id).map(|(k, _)| *k).collect();
+            old_ids.iter().filter_map(|k| segs.remove(k)).collect()
+        };
+        if old.is_empty() {
+            return Ok(());
+        }
+        for seg in old {
+            std::fs::remove_file(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
+        }
+        io::sync_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))
+    }
+
+    /// The segment with this id, if it still exists.
+    #[must_use]
+    pub fn segment(&self, id: u32) -> Option<Arc<Segment>> {
+        self.segments.read().get(&id).cloned()
+    }
+
+    /// Ids and lengths of every segment.
+    #[must_use]
+    pub fn segment_sizes(&self) -> Vec<(u32, u64)> {
+        self.segments
+            .read()
+            .values()
+            .map(|s| (s.id, s.len_bytes()))
+            .collect()
+    }
+
+    /// `fdatasync`s the active segment if anything was appended since the last sync.
+    pub fn sync(&self) -> Result<()> {
+        let seg = {
+            let mut w = self.writer.lock();
+            if !w.unsynced {
+                return Ok(());
+            }
+            w.unsynced = false;
+            Arc::clone(&w.active)
+        };
+        io::fdatasync(seg.file()).map_err(|e| Error::io(&seg.path, e))
+    }
+
+    /// The shared fault injector (tests arm it).
+    #[must_use]
+    pub fn faults(&self) -> &Arc<FaultInjector> {
+        &self.faults
+    }
+}

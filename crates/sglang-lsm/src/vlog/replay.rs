@@ -1,0 +1,167 @@
+//! Opening the log: find segments, skip what the index already persisted, replay the rest,
+//! and cut a torn tail.
+
+use std::path::Path;
+
+use super::format::{self, FrameHeader, FrameKind, SEGMENT_HEADER_BYTES};
+use super::frame::page_crc;
+use super::segment::{self, Segment};
+use super::LogOptions;
+use crate::error::{Error, Result};
+use crate::io::{self, IO_ALIGN};
+
+/// A complete, checksummed frame found while opening.
+pub struct ReplayedFrame {
+    /// Decoded header.
+    pub header: FrameHeader,
+    /// Segment holding it.
+    pub segment_id: u32,
+    /// Offset of the frame in the segment.
+    pub frame_offset: u64,
+}
+
+pub(super) struct Scanned {
+    pub segments: Vec<Segment>,
+    pub next_segment_id: u32,
+    pub next_seqno: u64,
+}
+
+fn list_segment_ids(dir: &Path) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_file_name)
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Reads the frame header at `offset`, or `None` when there is no complete, valid frame there.
+fn read_frame(seg: &Segment, offset: u64, file_len: u64) -> Option<FrameHeader> {
+    if offset + IO_ALIGN as u64 > file_len {
+        return None;
+    }
+    let mut block = vec![0u8; IO_ALIGN];
+    io::pread_all(seg.file(), &mut block, offset).ok()?;
+    let prefix = format::decode_prefix(&block)?;
+    if offset + prefix.frame_len > file_len {
+        return None; // torn: the write never finished
+    }
+    if prefix.header_len > block.len() {
+        block.resize(prefix.header_len, 0);
+        io::pread_all(seg.file(), &mut block, offset).ok()?;
+    }
+    format::decode_header(&block)
+}
+
+/// Verifies every payload of a frame (used for the last frame, the only one a crash can tear).
+fn payloads_intact(seg: &Segment, offset: u64, h: &FrameHeader) -> bool {
+    if h.kind != FrameKind::Put {
+        return true; // markers carry no payload; the header checksum covers them
+    }
+    h.entries.iter().all(|e| {
+        let Ok(len) = usize::try_from(e.payload_len) else {
+            return false;
+        };
+        let mut buf = vec![0u8; len];
+        io::pread_all(seg.file(), &mut buf, offset + e.payload_offset).is_ok()
+            && page_crc(&e.key, [&buf[..]]) == e.payload_crc
+    })
+}
+
+fn first_seqno(seg: &Segment) -> Option<u64> {
+    read_frame(seg, SEGMENT_HEADER_BYTES, seg.len_bytes()).map(|h| h.seqno)
+}
+
+pub(super) fn scan(
+    dir: &Path,
+    opts: &LogOptions,
+    after_seqno: Option<u64>,
+    mut on_frame: impl FnMut(ReplayedFrame) -> Result<()>,
+) -> Result<Scanned> {
+    let ids = list_segment_ids(dir)?;
+    let next_segment_id = ids.last().map_or(1, |id| id.saturating_add(1));
+    let mut segments = Vec::with_capacity(ids.len());
+    for &id in &ids {
+        let path = dir.join(segment::file_name(id));
+        match Segment::open(&path, id, opts.direct_write || opts.direct_read)? {
+            Some(seg) => segments.push(seg),
+            None => {
+                // Torn during creation: it can hold no acknowledged frame.
+                tracing::warn!(path = %path.display(), "removing segment with torn header");
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+    }
+    let firsts: Vec<Option<u64>> = segments.iter().map(first_seqno).collect();
+    let mut max_seqno = after_seqno;
+    let last_idx = segments.len().checked_sub(1);
+    for (i, seg) in segments.iter().enumerate() {
+        let is_last = Some(i) == last_idx;
+        // Frames of segment i all precede the first frame of segment i+1.
+        let fully_persisted = matches!((firsts.get(i + 1).copied().flatten(), after_seqno),
+            (Some(next_first), Some(after)) if next_first <= after + 1);
+        if fully_persisted && !is_last {
+            continue;
+        }
+        let file_len = seg.len_bytes();
+        let mut offset = SEGMENT_HEADER_BYTES;
+        let mut frames = Vec::new();
+        while let Some(h) = read_frame(seg, offset, file_len) {
+            let len = h.frame_len;
+            frames.push((offset, h));
+            offset += len;
+        }
+        if is_last {
+            if let Some((off, h)) = frames.last() {
+                if !payloads_intact(seg, *off, h) {
+                    offset = *off;
+                    frames.pop();
+                }
+            }
+        }
+        if offset < file_len {
+            if is_last {
+                tracing::warn!(
+                    segment = seg.id,
+                    from = offset,
+                    to = file_len,
+                    "truncating torn tail"
+                );
+                seg.file()
+                    .set_len(offset)
+                    .map_err(|e| Error::io(&seg.path, e))?;
+            } else {
+                tracing::warn!(
+                    segment = seg.id,
+                    at = offset,
+                    "unreadable frame inside a sealed segment; later frames of it are not replayed"
+                );
+            }
+        }
+        seg.set_len_bytes(if is_last { offset } else { file_len });
+        for (frame_offset, header) in frames {
+            max_seqno = max_seqno.max(Some(header.seqno));
+            if after_seqno.is_some_and(|a| header.seqno <= a) {
+                continue;
+            }
+            debug_assert!(header.kind != FrameKind::Put || !header.entries.is_empty());
+            on_frame(ReplayedFrame {
+                header,
+                segment_id: seg.id,
+                frame_offset,
+            })?;
+        }
+    }
+    Ok(Scanned {
+        segments,
+        next_segment_id,
+        next_seqno: max_seqno.map_or(1, |s| s + 1),
+    })
+}
