@@ -27,6 +27,8 @@ struct Cli {
 enum Command {
     /// Built-in benchmark: device limit, put/cold-get throughput per page size, probe latency.
     Bench(bench::BenchArgs),
+    /// Scale sweep: per-operation cost and RSS from 100k to 10M records.
+    BenchScale(bench::scale::ScaleArgs),
     /// Read every live page, check its checksum, print `verified=N corrupt=M` (exit 1 if M > 0).
     Verify {
         /// Store directory.
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_json);
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
+        Command::BenchScale(args) => bench::scale::run(&args),
         Command::Verify { dir } => cmd::verify(&dir),
         Command::Stats { dir, json } => cmd::stats(&dir, json),
     };

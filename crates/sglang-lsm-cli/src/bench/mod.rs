@@ -5,6 +5,7 @@
 //! the device limit measured at the start of the same run.
 
 mod device;
+pub mod scale;
 mod stats;
 
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@
 //! 3. A page is resident (in the residency set) iff the index holds its record.
 
 mod dirlock;
+mod fptable;
 mod maintenance;
 mod read;
 mod residency;

@@ -284,7 +284,7 @@ impl Store {
         let fps: Vec<u64> = keys.iter().map(|k| fingerprint(k)).collect();
         let n = {
             let r = self.inner.residency.read();
-            fps.iter().take_while(|fp| r.contains(**fp)).count()
+            r.leading_present(&fps)
         };
         Counters::add(&self.inner.counters.probes, 1);
         Counters::add(&self.inner.counters.probe_keys, keys.len() as u64);
