@@ -12,3 +12,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== cargo test (Rust)"
 cargo test --workspace
+
+echo "== Python: SGLang venv (cached under ~/.cache), package install, pytest"
+VENV="$(bash scripts/setup_sglang_venv.sh)"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check ./python
+"$VENV/bin/python" -m pytest python/tests -q

@@ -1,0 +1,207 @@
+"""sglang-lsm: a KV-separated, prefix-preserving LSM storage engine for LLM KV-cache pages.
+
+The plain API stores opaque byte pages under string or bytes keys::
+
+    import sglang_lsm
+
+    with sglang_lsm.Store("/data/kv", capacity_bytes=100 * 10**9) as s:
+        s.put_batch(["a", "b"], [b"page-a", b"page-b"])
+        buf = bytearray(6)
+        assert s.get_batch(["a"], [buf]) == [True] and bytes(buf) == b"page-a"
+        assert s.probe(["a", "b", "c"]) == 2
+
+SGLang's HiCache backend built on it is :class:`sglang_lsm.hicache.HiCacheLSM`.
+
+Keys are ``str`` (encoded as UTF-8) or ``bytes``. Values are any object exposing the buffer
+protocol (``bytes``, ``bytearray``, ``memoryview``, numpy arrays), or a list of such objects
+whose contents are concatenated in order (for example a page's K and V halves). Torch tensors
+do not expose the buffer protocol: pass ``tensor.data_ptr()`` and byte sizes to the ``*_ptrs``
+methods instead.
+
+All methods release the GIL while the engine works and may be called from several threads at
+once. Errors are raised as :class:`StoreError` subclasses (see :mod:`sglang_lsm.errors`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence, Union
+
+from . import _native
+from .errors import (
+    CorruptStoreError,
+    InvalidArgumentError,
+    LengthMismatchError,
+    NoSpaceError,
+    StoreClosedError,
+    StoreError,
+    StoreIOError,
+    StoreLockedError,
+)
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "InvalidArgumentError",
+    "LengthMismatchError",
+    "StoreLockedError",
+    "NoSpaceError",
+    "StoreIOError",
+    "CorruptStoreError",
+    "StoreClosedError",
+    "__version__",
+]
+
+__version__: str = _native.__version__
+
+Key = Union[str, bytes]
+
+
+class Store:
+    """An open store in one directory.
+
+    Args:
+        path: the store directory; created if missing. One process (one ``Store``) may have
+            a directory open at a time; a second open raises :class:`StoreLockedError`.
+        capacity_bytes: the most bytes of page data to keep. When full, the engine evicts
+            old pages or declines new ones (``put_batch`` returns ``False`` for those).
+            ``None`` uses the engine's default.
+        **options: further engine settings, passed through unchanged; the engine rejects
+            unknown names with :class:`InvalidArgumentError`. They include ``durability``
+            (``"none"``, ``"batch"`` or ``"periodic"``), ``sync_interval_ms``, ``direct_write``, ``direct_read``,
+            ``segment_bytes``, ``memtable_bytes`` and ``read_threads``.
+
+    The store is a context manager: leaving the ``with`` block closes it.
+    """
+
+    def __init__(self, path: Any, capacity_bytes: int | None = None, **options: Any):
+        config = dict(options)
+        if capacity_bytes is not None:
+            config["capacity_bytes"] = capacity_bytes
+        try:
+            config_json = json.dumps(config)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError(f"store options must be JSON values: {e}") from e
+        self._native = _native.Store(str(path), config_json)
+
+    @property
+    def path(self) -> str:
+        """The store directory."""
+        return self._native.path
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._native.closed
+
+    def put_batch(
+        self,
+        keys: Sequence[Key],
+        values: Sequence[Any],
+        prefix_keys: Sequence[Key] | None = None,
+    ) -> list[bool]:
+        """Stores one page per key.
+
+        Args:
+            keys: the page keys.
+            values: one entry per key: a buffer object, or a list/tuple of buffer objects
+                stored concatenated.
+            prefix_keys: the keys of the pages that precede ``keys[0]`` in its token
+                sequence, oldest first (SGLang's ``extra_info.prefix_keys``). The engine uses
+                them to place the pages next to their prefix; they are optional.
+
+        Returns:
+            One bool per key: ``True`` if the page is stored (including when the key already
+            existed, which leaves the stored page unchanged), ``False`` if the engine declined
+            it (for example, no room within ``capacity_bytes``).
+        """
+        return self._native.put_batch(keys, values, prefix_keys)
+
+    def get_batch(self, keys: Sequence[Key], buffers: Sequence[Any]) -> list[bool]:
+        """Reads pages into caller-owned writable buffers.
+
+        Args:
+            keys: the page keys.
+            buffers: one entry per key: a writable buffer object, or a list/tuple of them
+                filled in order. Their total length must equal the stored page length, else
+                :class:`LengthMismatchError` is raised. Buffers must not overlap.
+
+        Returns:
+            One bool per key: ``True`` if the page was read, ``False`` on a miss (that
+            buffer is left unspecified).
+        """
+        return self._native.get_batch(keys, buffers)
+
+    def put_batch_ptrs(
+        self,
+        keys: Sequence[Key],
+        ptrs: Sequence[Sequence[int]],
+        sizes: Sequence[Sequence[int]],
+        prefix_keys: Sequence[Key] | None = None,
+    ) -> list[bool]:
+        """Like :meth:`put_batch`, reading page parts from raw host memory.
+
+        ``ptrs[i]`` and ``sizes[i]`` list the addresses (``tensor.data_ptr()``) and byte
+        lengths of key ``i``'s parts, concatenated in order. The memory must be host (CPU)
+        memory that stays valid and unchanged for the duration of the call; the store cannot
+        check that.
+        """
+        return self._native.put_batch_ptrs(keys, ptrs, sizes, prefix_keys)
+
+    def get_batch_ptrs(
+        self,
+        keys: Sequence[Key],
+        ptrs: Sequence[Sequence[int]],
+        sizes: Sequence[Sequence[int]],
+    ) -> list[bool]:
+        """Like :meth:`get_batch`, writing page parts into raw host memory.
+
+        ``ptrs[i]`` and ``sizes[i]`` list the destination addresses and byte lengths of key
+        ``i``'s parts. The memory must be writable host memory, valid for the duration of the
+        call; regions must not overlap (checked).
+        """
+        return self._native.get_batch_ptrs(keys, ptrs, sizes)
+
+    def get(self, key: Key) -> bytes | None:
+        """Returns a copy of the page stored under ``key``, or ``None`` if there is none."""
+        return self._native.get(key)
+
+    def probe(self, keys: Sequence[Key], prefix_keys: Sequence[Key] | None = None) -> int:
+        """Returns how many of ``keys``, counted from the start, are stored (stops at the
+        first missing key). ``prefix_keys`` is as for :meth:`put_batch`."""
+        return self._native.probe(keys, prefix_keys)
+
+    def exists(self, key: Key) -> bool:
+        """Whether a page is stored under ``key``."""
+        return self._native.exists(key)
+
+    def delete(self, key: Key) -> bool:
+        """Removes the page under ``key``; returns whether there was one."""
+        return self._native.delete(key)
+
+    def stats(self) -> dict[str, Any]:
+        """Engine statistics (counts, bytes, capacity, compaction state) as a dict."""
+        return json.loads(self._native.stats_json())
+
+    def flush(self) -> None:
+        """Makes every page written so far durable on disk."""
+        self._native.flush()
+
+    def clear(self) -> None:
+        """Removes every page in the store."""
+        self._native.clear()
+
+    def close(self) -> None:
+        """Flushes and closes the store, releasing the directory. Calls in progress on other
+        threads complete first; later calls raise :class:`StoreClosedError`. Idempotent."""
+        self._native.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<sglang_lsm.Store {self.path!r} ({state})>"
