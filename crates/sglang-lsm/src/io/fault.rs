@@ -42,7 +42,8 @@ impl FaultInjector {
     }
 
     /// Called before a write syscall: `Err(ENOSPC)` to fail it, or the byte cap to apply.
-    pub(crate) fn before_write(&self, want_bytes: usize) -> std::io::Result<usize> {
+    /// `granule` is the unit a real short write comes in (4 KiB under O_DIRECT, else 1).
+    pub(crate) fn before_write(&self, want_bytes: usize, granule: usize) -> std::io::Result<usize> {
         let left = self.enospc_after_syscalls.load(Relaxed);
         if left == 0 {
             return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
@@ -54,7 +55,9 @@ impl FaultInjector {
         Ok(if cap == 0 {
             want_bytes
         } else {
-            want_bytes.min(usize::try_from(cap).unwrap_or(usize::MAX))
+            let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+            let cap = (cap / granule * granule).max(granule);
+            want_bytes.min(cap)
         })
     }
 }

@@ -19,10 +19,13 @@ fn to_off(offset: u64) -> io::Result<libc::off_t> {
 }
 
 /// Writes every byte of `parts`, in order, at `offset`. Loops over short writes and EINTR.
+/// `granule` is the transfer unit (4 KiB for an O_DIRECT handle, else 1); it only shapes
+/// injected short writes, which must look like the kernel's.
 pub fn pwritev_all(
     file: &File,
     parts: &[&[u8]],
     mut offset: u64,
+    granule: usize,
     faults: &FaultInjector,
 ) -> io::Result<()> {
     let mut idx = 0usize; // first part not yet fully written
@@ -45,7 +48,7 @@ pub fn pwritev_all(
         if want == 0 {
             break;
         }
-        let cap = faults.before_write(want)?;
+        let cap = faults.before_write(want, granule)?;
         truncate_iovecs(&mut iov, cap);
         // SAFETY: every iovec points into a live borrowed slice of the stated length.
         let n = unsafe {
@@ -216,7 +219,7 @@ mod tests {
         let a = vec![1u8; 10];
         let b: Vec<u8> = Vec::new();
         let c = vec![3u8; 25];
-        pwritev_all(&file, &[&a, &b, &c], 5, &faults).expect("write");
+        pwritev_all(&file, &[&a, &b, &c], 5, 1, &faults).expect("write");
         let mut x = vec![0u8; 12];
         let mut y = vec![0u8; 23];
         preadv_all(&file, &mut [&mut x, &mut y], 5).expect("read");
@@ -233,10 +236,10 @@ mod tests {
         let file = File::create(dir.path().join("f")).expect("create");
         let faults = FaultInjector::default();
         faults.enospc_after(1);
-        pwritev_all(&file, &[b"ok"], 0, &faults).expect("first write passes");
-        let e = pwritev_all(&file, &[b"no"], 2, &faults).expect_err("second fails");
+        pwritev_all(&file, &[b"ok"], 0, 1, &faults).expect("first write passes");
+        let e = pwritev_all(&file, &[b"no"], 2, 1, &faults).expect_err("second fails");
         assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
         faults.clear();
-        pwritev_all(&file, &[b"ok"], 2, &faults).expect("cleared");
+        pwritev_all(&file, &[b"ok"], 2, 1, &faults).expect("cleared");
     }
 }

@@ -62,7 +62,7 @@ impl Segment {
         let mut block = AlignedBuf::zeroed(IO_ALIGN);
         let hdr = encode_segment_header(id, unix_now_s());
         block[..hdr.len()].copy_from_slice(&hdr);
-        let written = io::pwritev_all(&file, &[&block], 0, faults);
+        let written = io::pwritev_all(&file, &[&block], 0, 1, faults);
         if let Err(e) = written {
             drop(file);
             let _ = std::fs::remove_file(&path);
