@@ -27,8 +27,6 @@ use stats::quantile;
 const SGLANG_BATCH_PAGES: usize = 128;
 const MAX_BATCH_BYTES: usize = 32 << 20;
 const PROBE_ITERS: usize = 20_000;
-/// Queue depth of the device-limit measurement (fio's QD16 reference on this disk).
-const DEVICE_THREADS: usize = 16;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -60,10 +58,16 @@ pub struct BenchArgs {
     /// Keep the store directories after the run.
     #[arg(long)]
     keep: bool,
+    /// Repetitions of each case; the table reports medians. This virtual disk varies by
+    /// +-30% from minute to minute, so each repetition measures the device limit right
+    /// before the store, with the same bytes, and ratios are taken within a repetition.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct PageResult {
+    device: DeviceLimit,
     page_bytes: u64,
     pages: u64,
     batch_pages: usize,
@@ -81,10 +85,52 @@ struct PageResult {
 
 #[derive(Serialize)]
 struct Report {
-    device: DeviceLimit,
     direct_read: bool,
     direct_write: bool,
-    results: Vec<PageResult>,
+    repeat: usize,
+    /// Every repetition of every case.
+    runs: Vec<PageResult>,
+    /// Per page size: the repetition with the median put/device-write ratio, and the median
+    /// ratios.
+    summary: Vec<Summary>,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    page_bytes: u64,
+    put_vs_device_write: f64,
+    cold_get_vs_device_read: f64,
+    put_bytes_per_s: f64,
+    cold_get_bytes_per_s: f64,
+    warm_get_bytes_per_s: f64,
+    device_write_bytes_per_s: f64,
+    device_read_bytes_per_s: f64,
+    put_batch_p99_ms: f64,
+    cold_get_batch_p99_ms: f64,
+    probe128_p50_us: f64,
+    cold: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    quantile(&mut v, 0.5)
+}
+
+fn summarize(page_bytes: u64, runs: &[PageResult]) -> Summary {
+    let of = |f: &dyn Fn(&PageResult) -> f64| median(runs.iter().map(f).collect());
+    Summary {
+        page_bytes,
+        put_vs_device_write: of(&|r| r.put_bytes_per_s / r.device.write_bytes_per_s),
+        cold_get_vs_device_read: of(&|r| r.cold_get_bytes_per_s / r.device.read_bytes_per_s),
+        put_bytes_per_s: of(&|r| r.put_bytes_per_s),
+        cold_get_bytes_per_s: of(&|r| r.cold_get_bytes_per_s),
+        warm_get_bytes_per_s: of(&|r| r.warm_get_bytes_per_s),
+        device_write_bytes_per_s: of(&|r| r.device.write_bytes_per_s),
+        device_read_bytes_per_s: of(&|r| r.device.read_bytes_per_s),
+        put_batch_p99_ms: of(&|r| r.put_batch_p99_ms),
+        cold_get_batch_p99_ms: of(&|r| r.cold_get_batch_p99_ms),
+        probe128_p50_us: of(&|r| r.probe128_p50_us),
+        cold: runs.iter().all(|r| r.cold),
+    }
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -112,25 +158,36 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_in(args: &BenchArgs, root: &Path) -> anyhow::Result<Report> {
-    eprintln!(
-        "measuring device limit: O_DIRECT write+read of {}",
-        fmt_bytes(args.bytes)
-    );
-    let device = device::measure(root, args.bytes, DEVICE_THREADS)?;
-    let mut results = Vec::new();
+    anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
+    let mut runs = Vec::new();
+    let mut summary = Vec::new();
     for (i, &page) in args.page_sizes.iter().enumerate() {
         anyhow::ensure!(page >= 4096, "page sizes must be at least 4 KiB");
-        results.push(bench_page_size(
-            args,
-            &root.join(format!("case-{i}")),
-            page,
-        )?);
+        let mut case_runs = Vec::new();
+        for rep in 0..args.repeat {
+            eprintln!(
+                "{} pages, repetition {}/{}: device limit, then the store",
+                fmt_bytes(page),
+                rep + 1,
+                args.repeat
+            );
+            let device = device::measure(root, args.bytes)?;
+            let dir = root.join(format!("case-{i}-{rep}"));
+            let r = bench_page_size(args, &dir, page, device)?;
+            if !args.keep {
+                std::fs::remove_dir_all(&dir).ok();
+            }
+            case_runs.push(r);
+        }
+        summary.push(summarize(page, &case_runs));
+        runs.extend(case_runs);
     }
     Ok(Report {
-        device,
         direct_read: args.direct_read,
         direct_write: !args.buffered_writes,
-        results,
+        repeat: args.repeat,
+        runs,
+        summary,
     })
 }
 
@@ -142,14 +199,18 @@ fn page_key(i: u64) -> String {
     )
 }
 
-fn bench_page_size(args: &BenchArgs, root: &Path, page: u64) -> anyhow::Result<PageResult> {
+fn bench_page_size(
+    args: &BenchArgs,
+    root: &Path,
+    page: u64,
+    device: DeviceLimit,
+) -> anyhow::Result<PageResult> {
     let page_usize = usize::try_from(page)?;
     let batch_pages = SGLANG_BATCH_PAGES.min((MAX_BATCH_BYTES / page_usize).max(1));
     let pages = (args.bytes / page).max(batch_pages as u64);
     let batches = pages.div_ceil(batch_pages as u64);
-    let dir = root.join(format!("store-{page}"));
     let store = Store::open(
-        &dir,
+        root,
         StoreConfig {
             direct_read: args.direct_read,
             direct_write: !args.buffered_writes,
@@ -216,6 +277,7 @@ fn bench_page_size(args: &BenchArgs, root: &Path, page: u64) -> anyhow::Result<P
     }
     let total = (pages * page) as f64;
     Ok(PageResult {
+        device,
         page_bytes: page,
         pages,
         batch_pages,
@@ -273,37 +335,30 @@ fn gbps(b: f64) -> String {
 }
 
 fn print_table(r: &Report) {
-    let d = &r.device;
     println!(
-        "device limit (O_DIRECT sequential, same run): write {} GB/s, read {} GB/s",
-        gbps(d.write_bytes_per_s),
-        gbps(d.read_bytes_per_s)
+        "store: direct_write={} direct_read={}; medians of {} repetitions; device = O_DIRECT \
+         sequential write/read of the same bytes measured right before each repetition",
+        r.direct_write, r.direct_read, r.repeat
     );
     println!(
-        "store: direct_write={} direct_read={}",
-        r.direct_write, r.direct_read
+        "| page | put GB/s | device write GB/s | put/device | cold get GB/s | device read GB/s | cold get/device | warm get GB/s | put p99 ms | cold get p99 ms | probe128 p50 us |"
     );
-    println!(
-        "| page | pages | put GB/s (% dev) | cold get GB/s (% dev) | warm get GB/s | put p50/p99 ms | cold get p50/p99 ms | probe128 p50/p99 us |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for x in &r.results {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for x in &r.summary {
         println!(
-            "| {} | {} | {} ({:.0}%) | {} ({:.0}%){} | {} | {:.1}/{:.1} | {:.1}/{:.1} | {:.1}/{:.1} |",
+            "| {} | {} | {} | {:.0}% | {}{} | {} | {:.0}% | {} | {:.1} | {:.1} | {:.1} |",
             fmt_bytes(x.page_bytes),
-            x.pages,
             gbps(x.put_bytes_per_s),
-            100.0 * x.put_bytes_per_s / d.write_bytes_per_s,
+            gbps(x.device_write_bytes_per_s),
+            100.0 * x.put_vs_device_write,
             gbps(x.cold_get_bytes_per_s),
-            100.0 * x.cold_get_bytes_per_s / d.read_bytes_per_s,
             if x.cold { "" } else { " (warm!)" },
+            gbps(x.device_read_bytes_per_s),
+            100.0 * x.cold_get_vs_device_read,
             gbps(x.warm_get_bytes_per_s),
-            x.put_batch_p50_ms,
             x.put_batch_p99_ms,
-            x.cold_get_batch_p50_ms,
             x.cold_get_batch_p99_ms,
             x.probe128_p50_us,
-            x.probe128_p99_us,
         );
     }
 }
