@@ -5,6 +5,7 @@
 //! own checksums and sequence numbers (the log is also the index's write-ahead log), and be
 //! reclaimed a whole segment at a time. See docs/DESIGN.md.
 
+mod bounce;
 pub mod format;
 pub mod frame;
 mod replay;
@@ -18,41 +19,9 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::config::Durability;
 use crate::error::{Error, Result};
-use crate::io::{self, AlignedBuf, FaultInjector, IO_ALIGN};
+use crate::io::{self, FaultInjector, IO_ALIGN};
+use bounce::Bounce;
 
-/// Staging buffer size for bounced O_DIRECT appends.
-const BOUNCE_BYTES: usize = 8 << 20;
-
-/// Copies `parts` through `bounce` in aligned chunks and writes each with O_DIRECT. The parts
-/// add up to a multiple of 4 KiB (frames are padded), so every chunk is aligned.
-fn write_bounced(
-    file: &std::fs::File,
-    parts: &[&[u8]],
-    mut offset: u64,
-    bounce: &mut AlignedBuf,
-    faults: &FaultInjector,
-) -> std::io::Result<()> {
-    let mut filled = 0usize;
-    for part in parts {
-        let mut rest: &[u8] = part;
-        while !rest.is_empty() {
-            let n = rest.len().min(bounce.len() - filled);
-            bounce[filled..filled + n].copy_from_slice(&rest[..n]);
-            filled += n;
-            rest = &rest[n..];
-            if filled == bounce.len() {
-                io::pwritev_all(file, &[&bounce[..]], offset, IO_ALIGN, faults)?;
-                offset += filled as u64;
-                filled = 0;
-            }
-        }
-    }
-    if filled > 0 {
-        debug_assert_eq!(filled % IO_ALIGN, 0, "frames are 4 KiB multiples");
-        io::pwritev_all(file, &[&bounce[..filled]], offset, IO_ALIGN, faults)?;
-    }
-    Ok(())
-}
 pub use frame::PreparedFrame;
 pub use replay::ReplayedFrame;
 use segment::Segment;
@@ -78,8 +47,8 @@ pub struct Writer {
     tail: u64,
     next_seqno: u64,
     unsynced: bool,
-    /// Aligned staging buffer for frames whose caller buffers O_DIRECT cannot take directly.
-    bounce: Option<AlignedBuf>,
+    /// Aligned staging for frames whose caller buffers O_DIRECT cannot take directly.
+    bounce: Bounce,
 }
 
 impl Writer {
@@ -151,7 +120,7 @@ impl ValueLog {
                 tail,
                 next_seqno: scanned.next_seqno,
                 unsynced: false,
-                bounce: None,
+                bounce: Bounce::default(),
             }),
             faults,
         })
@@ -181,10 +150,7 @@ impl ValueLog {
             // Unaligned caller memory (e.g. torch's 64-byte-aligned CPU tensors): a memcpy
             // into an aligned buffer plus O_DIRECT beats the page cache several-fold here.
             Some(d) if self.opts.direct_write => {
-                let bounce = w
-                    .bounce
-                    .get_or_insert_with(|| AlignedBuf::zeroed(BOUNCE_BYTES));
-                write_bounced(d, &frame.iovecs(), offset, bounce, &self.faults)
+                w.bounce.write(d, &frame.iovecs(), offset, &self.faults)
             }
             _ => io::pwritev_all(seg.file(), &frame.iovecs(), offset, 1, &self.faults),
         };
