@@ -62,6 +62,35 @@ fn flipped_bytes_read_as_misses_never_wrong_bytes() {
     }
 }
 
+/// Regression: one rotten page in the newest frame must not take its neighbours with it
+/// (an early recovery rule truncated the whole frame as a "torn tail").
+#[test]
+fn bit_rot_in_the_last_frame_loses_only_that_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ks = keys("rot", 5);
+    {
+        let s = Store::open(dir.path(), small_config()).expect("open");
+        put_pages(&s, &ks, 8192);
+    }
+    let seg = &segment_files(dir.path())[0];
+    let mut bytes = std::fs::read(seg).expect("read");
+    bytes[4096 + 4096 + 3 * 8192 + 17] ^= 0x01; // page 3 of the only frame
+    std::fs::write(seg, bytes).expect("write");
+    let s = Store::open(dir.path(), small_config()).expect("reopen");
+    let got = get_pages(&s, &ks, 8192);
+    for (i, (k, g)) in ks.iter().zip(got).enumerate() {
+        if i == 3 {
+            assert!(g.is_none(), "rotten page is a miss");
+        } else {
+            assert_eq!(
+                g.as_deref(),
+                Some(&page_bytes(k.as_bytes(), 8192)[..]),
+                "page {i}"
+            );
+        }
+    }
+}
+
 #[test]
 fn enospc_rolls_back_and_store_stays_usable() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -60,19 +60,14 @@ fn read_frame(seg: &Segment, offset: u64, file_len: u64) -> Option<FrameHeader> 
     format::decode_header(&block)
 }
 
-/// Verifies every payload of a frame (used for the last frame, the only one a crash can tear).
-fn payloads_intact(seg: &Segment, offset: u64, h: &FrameHeader) -> bool {
-    if h.kind != FrameKind::Put {
-        return true; // markers carry no payload; the header checksum covers them
-    }
-    h.entries.iter().all(|e| {
-        let Ok(len) = usize::try_from(e.payload_len) else {
-            return false;
-        };
-        let mut buf = vec![0u8; len];
-        io::pread_all(seg.file(), &mut buf, offset + e.payload_offset).is_ok()
-            && page_crc(&e.key, [&buf[..]]) == e.payload_crc
-    })
+/// Whether an entry's payload matches its checksum.
+fn payload_intact(seg: &Segment, frame_offset: u64, e: &format::EntryMeta) -> bool {
+    let Ok(len) = usize::try_from(e.payload_len) else {
+        return false;
+    };
+    let mut buf = vec![0u8; len];
+    io::pread_all(seg.file(), &mut buf, frame_offset + e.payload_offset).is_ok()
+        && page_crc(&e.key, [&buf[..]]) == e.payload_crc
 }
 
 fn first_seqno(seg: &Segment) -> Option<u64> {
@@ -118,11 +113,22 @@ pub(super) fn scan(
             frames.push((offset, h));
             offset += len;
         }
+        // The last frame of the log is the only one a crash can leave half-written with a
+        // complete header (the size check above catches the usual case). If it is not yet in
+        // the index, replay only its entries whose payloads verify. Never truncate for this:
+        // a payload that fails at rest is bit rot, and its neighbours are still good.
         if is_last {
-            if let Some((off, h)) = frames.last() {
-                if !payloads_intact(seg, *off, h) {
-                    offset = *off;
-                    frames.pop();
+            if let Some((off, h)) = frames.last_mut() {
+                if h.kind == FrameKind::Put && after_seqno.is_none_or(|a| h.seqno > a) {
+                    let before = h.entries.len();
+                    h.entries.retain(|e| payload_intact(seg, *off, e));
+                    if h.entries.len() < before {
+                        tracing::warn!(
+                            segment = seg.id,
+                            dropped = before - h.entries.len(),
+                            "last frame has pages that fail their checksum; not replaying them"
+                        );
+                    }
                 }
             }
         }
@@ -151,7 +157,6 @@ pub(super) fn scan(
             if after_seqno.is_some_and(|a| header.seqno <= a) {
                 continue;
             }
-            debug_assert!(header.kind != FrameKind::Put || !header.entries.is_empty());
             on_frame(ReplayedFrame {
                 header,
                 segment_id: seg.id,
