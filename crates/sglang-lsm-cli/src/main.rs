@@ -1,19 +1,18 @@
-//! `sglang-lsm`: benchmark, verify and inspect a store.
+//! `sglang-lsm`: benchmark, replay traces, verify and inspect a store.
 
-mod bench;
 mod cmd;
-mod units;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sglang_lsm_bench::{micro, scale, ReplayArgs};
 
 #[derive(Parser)]
 #[command(
     name = "sglang-lsm",
     version,
-    about = "KV-cache disk tier for SGLang HiCache: benchmark, verify, inspect"
+    about = "KV-cache disk tier for SGLang HiCache: benchmark, replay, verify, inspect"
 )]
 struct Cli {
     /// Emit logs as JSON lines (level via RUST_LOG, default "warn").
@@ -25,10 +24,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Built-in benchmark: device limit, put/cold-get throughput per page size, probe latency.
-    Bench(bench::BenchArgs),
+    /// Built-in benchmark: put / cold get / probe per page size against the device limit.
+    Bench(micro::BenchArgs),
     /// Scale sweep: per-operation cost and RSS from 100k to 10M records.
-    BenchScale(bench::scale::ScaleArgs),
+    BenchScale(scale::ScaleArgs),
+    /// Replay a Mooncake-format trace against a real store under a capacity and policy.
+    Replay(ReplayArgs),
     /// Read every live page, check its checksum, print `verified=N corrupt=M` (exit 1 if M > 0).
     Verify {
         /// Store directory.
@@ -61,8 +62,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
     let result = match cli.command {
-        Command::Bench(args) => bench::run(&args),
-        Command::BenchScale(args) => bench::scale::run(&args),
+        Command::Bench(args) => micro::run(&args),
+        Command::BenchScale(args) => scale::run(&args),
+        Command::Replay(args) => cmd::replay(&args),
         Command::Verify { dir } => cmd::verify(&dir),
         Command::Stats { dir, json } => cmd::stats(&dir, json),
     };

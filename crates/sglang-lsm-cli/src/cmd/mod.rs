@@ -7,7 +7,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use sglang_lsm::{Store, StoreConfig};
 
-use crate::units::fmt_bytes;
+use sglang_lsm_bench::units::fmt_bytes;
 
 fn open(dir: &Path) -> anyhow::Result<Store> {
     if !dir.join("FORMAT").exists() {
@@ -90,5 +90,45 @@ pub fn stats(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             100.0 * frac
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sglang-lsm replay`: runs the replay and prints the headline figures.
+pub fn replay(args: &sglang_lsm_bench::ReplayArgs) -> anyhow::Result<ExitCode> {
+    let r = sglang_lsm_bench::run(args)?;
+    let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+    println!(
+        "trace {} ({} requests, {} block refs, {} distinct)",
+        r.trace, r.requests, r.blocks, r.distinct_blocks
+    );
+    println!(
+        "capacity {} blocks ({} at the replay's {} blocks), policy {}",
+        r.capacity_blocks,
+        fmt_bytes(r.capacity_bytes_replay),
+        fmt_bytes(r.block_bytes),
+        r.policy
+    );
+    println!(
+        "| hit rate ({}) | LRU | Belady | unlimited | timely |",
+        r.policy
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {} |",
+        pct(r.hit_rate),
+        pct(r.lru_hit_rate),
+        pct(r.belady_hit_rate),
+        pct(r.unlimited_hit_rate),
+        pct(r.timely_hit_rate)
+    );
+    println!(
+        "written {} read {} in {:.1} s; TTFT MODEL ({}): mean {:.3} s, p99 {:.3} s",
+        fmt_bytes(r.bytes_written),
+        fmt_bytes(r.bytes_read),
+        r.wall_s,
+        r.model,
+        r.ttft_model_mean_s,
+        r.ttft_model_p99_s
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,12 +1,8 @@
-//! `sglang-lsm bench`: the built-in benchmark on embedded defaults.
+//! `sglang-lsm bench`: the built-in micro-benchmark on embedded defaults.
 //!
 //! For each page size: put_batch throughput (including the final fdatasync), cold and warm
 //! get_batch throughput, per-batch latency percentiles, and probe latency — each held against
 //! the device limit measured at the start of the same run.
-
-mod device;
-pub mod scale;
-mod stats;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,14 +15,16 @@ use serde::Serialize;
 use sglang_lsm::io::AlignedBuf;
 use sglang_lsm::{Store, StoreConfig};
 
+use crate::device::{self, DeviceLimit};
+use crate::quantile::quantile;
 use crate::units::{fmt_bytes, parse_bytes};
-use device::DeviceLimit;
-use stats::quantile;
 
 /// Pages per call, as SGLang's `STORAGE_BATCH_SIZE`, capped so one batch is at most 32 MiB.
 const SGLANG_BATCH_PAGES: usize = 128;
 const MAX_BATCH_BYTES: usize = 32 << 20;
 const PROBE_ITERS: usize = 20_000;
+/// Offset used by `--unaligned` (torch CPU tensors are 64-byte aligned).
+const MISALIGN_BYTES: usize = 64;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -58,6 +56,10 @@ pub struct BenchArgs {
     /// Keep the store directories after the run.
     #[arg(long)]
     keep: bool,
+    /// Place page buffers 64 bytes past a page boundary, like torch's CPU tensors (SGLang's
+    /// pinned host pool is page-aligned). Exercises the aligned-bounce write path.
+    #[arg(long)]
+    unaligned: bool,
     /// Repetitions of each case; the table reports medians. This virtual disk varies by
     /// +-30% from minute to minute, so each repetition measures the device limit right
     /// before the store, with the same bytes, and ratios are taken within a repetition.
@@ -88,6 +90,7 @@ struct Report {
     direct_read: bool,
     direct_write: bool,
     repeat: usize,
+    unaligned: bool,
     /// Every repetition of every case.
     runs: Vec<PageResult>,
     /// Per page size: the repetition with the median put/device-write ratio, and the median
@@ -186,6 +189,7 @@ fn run_in(args: &BenchArgs, root: &Path) -> anyhow::Result<Report> {
         direct_read: args.direct_read,
         direct_write: !args.buffered_writes,
         repeat: args.repeat,
+        unaligned: args.unaligned,
         runs,
         summary,
     })
@@ -222,7 +226,7 @@ fn bench_page_size(
     // One batch of source pages (page-aligned, like SGLang's pinned host pool), reused with
     // different keys: the store checksums every page, so content need not differ.
     let mut src: Vec<AlignedBuf> = (0..batch_pages)
-        .map(|_| AlignedBuf::zeroed(page_usize))
+        .map(|_| AlignedBuf::zeroed(page_usize + MISALIGN_BYTES))
         .collect();
     for (i, b) in src.iter_mut().enumerate() {
         b.iter_mut()
@@ -236,10 +240,11 @@ fn bench_page_size(
     let start = Instant::now();
     for chunk in keys.chunks(batch_pages) {
         let refs: Vec<&[u8]> = chunk.iter().map(|k| k.as_bytes()).collect();
+        let skew = if args.unaligned { MISALIGN_BYTES } else { 0 };
         let parts: Vec<Vec<&[u8]>> = src[..chunk.len()]
             .iter()
             .map(|b| {
-                let (k, v) = b.split_at(page_usize / 2);
+                let (k, v) = b[skew..skew + page_usize].split_at(page_usize / 2);
                 vec![k, v]
             })
             .collect();
@@ -260,8 +265,22 @@ fn bench_page_size(
     if !cold {
         eprintln!("warning: cannot drop page cache (not root?): 'cold' reads are warm");
     }
-    let (cold_s, mut cold_ms) = read_all(&store, &keys, batch_pages, page_usize, "cold get")?;
-    let (warm_s, _) = read_all(&store, &keys, batch_pages, page_usize, "warm get")?;
+    let (cold_s, mut cold_ms) = read_all(
+        &store,
+        &keys,
+        batch_pages,
+        page_usize,
+        args.unaligned,
+        "cold get",
+    )?;
+    let (warm_s, _) = read_all(
+        &store,
+        &keys,
+        batch_pages,
+        page_usize,
+        args.unaligned,
+        "warm get",
+    )?;
 
     let mut probe_us = Vec::with_capacity(PROBE_ITERS);
     let probe_keys: Vec<&[u8]> = keys.iter().take(128).map(|k| k.as_bytes()).collect();
@@ -299,9 +318,13 @@ fn read_all(
     keys: &[String],
     batch_pages: usize,
     page: usize,
+    unaligned: bool,
     what: &str,
 ) -> anyhow::Result<(f64, Vec<f64>)> {
-    let mut dst: Vec<AlignedBuf> = (0..batch_pages).map(|_| AlignedBuf::zeroed(page)).collect();
+    let mut dst: Vec<AlignedBuf> = (0..batch_pages)
+        .map(|_| AlignedBuf::zeroed(page + MISALIGN_BYTES))
+        .collect();
+    let skew = if unaligned { MISALIGN_BYTES } else { 0 };
     let pb = bar(
         (keys.len() * page) as u64,
         &format!("{what} {}", fmt_bytes(page as u64)),
@@ -313,7 +336,7 @@ fn read_all(
         let mut parts: Vec<Vec<&mut [u8]>> = dst[..chunk.len()]
             .iter_mut()
             .map(|b| {
-                let (k, v) = b.split_at_mut(page / 2);
+                let (k, v) = b[skew..skew + page].split_at_mut(page / 2);
                 vec![k, v]
             })
             .collect();
@@ -336,9 +359,9 @@ fn gbps(b: f64) -> String {
 
 fn print_table(r: &Report) {
     println!(
-        "store: direct_write={} direct_read={}; medians of {} repetitions; device = O_DIRECT \
+        "store: direct_write={} direct_read={} unaligned_buffers={}; medians of {} repetitions; device = O_DIRECT \
          sequential write/read of the same bytes measured right before each repetition",
-        r.direct_write, r.direct_read, r.repeat
+        r.direct_write, r.direct_read, r.unaligned, r.repeat
     );
     println!(
         "| page | put GB/s | device write GB/s | put/device | cold get GB/s | device read GB/s | cold get/device | warm get GB/s | put p99 ms | cold get p99 ms | probe128 p50 us |"

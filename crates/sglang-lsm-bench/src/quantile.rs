@@ -1,4 +1,4 @@
-//! Latency percentiles.
+//! Latency percentiles for benchmark tables.
 
 /// Returns the `q` quantile (0..=1) of `v` (sorted in place).
 pub fn quantile(v: &mut [f64], q: f64) -> f64 {

@@ -14,7 +14,7 @@ use serde::Serialize;
 use sglang_lsm::io::AlignedBuf;
 use sglang_lsm::{Store, StoreConfig};
 
-use super::stats::quantile;
+use crate::quantile::quantile;
 use crate::units::parse_bytes;
 
 const BATCH_PAGES: usize = 128;

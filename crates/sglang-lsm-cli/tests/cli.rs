@@ -1,0 +1,68 @@
+//! The `sglang-lsm` binary as an operator runs it.
+
+use std::process::Command;
+
+use sglang_lsm::{Store, StoreConfig};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sglang-lsm"))
+}
+
+fn make_store(dir: &std::path::Path, pages: usize) {
+    let s = Store::open(dir, StoreConfig::default()).expect("open");
+    let keys: Vec<String> = (0..pages).map(|i| format!("key-{i}")).collect();
+    let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let v = vec![5u8; 8192];
+    let vals: Vec<Vec<&[u8]>> = (0..pages).map(|_| vec![&v[..]]).collect();
+    s.put_batch(&refs, &vals, &[]).expect("put");
+}
+
+#[test]
+fn verify_reports_counts_and_exit_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_store(dir.path(), 5);
+    let out = bin().arg("verify").arg(dir.path()).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("verified=5 corrupt=0"), "{stdout}");
+
+    // Corrupt one payload byte of the first page (segment header + frame header blocks).
+    let seg = dir.path().join("vlog").join("seg-0000000001.log");
+    let mut bytes = std::fs::read(&seg).expect("read segment");
+    bytes[8192 + 10] ^= 0xFF;
+    std::fs::write(&seg, bytes).expect("write segment");
+    let out = bin().arg("verify").arg(dir.path()).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("verified=4 corrupt=1"), "{stdout}");
+}
+
+#[test]
+fn stats_json_is_machine_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_store(dir.path(), 3);
+    let out = bin()
+        .args(["stats", "--json"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["stats"]["pages"], 3);
+    assert!(v["segments"].as_array().is_some_and(|s| !s.is_empty()));
+}
+
+#[test]
+fn clear_errors_for_wrong_or_locked_directories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = bin().arg("verify").arg(dir.path()).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an sglang-lsm store"));
+
+    make_store(dir.path(), 1);
+    let _held = Store::open(dir.path(), StoreConfig::default()).expect("hold the lock");
+    let out = bin().arg("stats").arg(dir.path()).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("locked"), "{err}");
+}
