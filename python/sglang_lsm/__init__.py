@@ -183,6 +183,12 @@ class Store:
         """Engine statistics (counts, bytes, capacity, compaction state) as a dict."""
         return json.loads(self._native.stats_json())
 
+    def metrics_text(self) -> str:
+        """Counters and gauges in the Prometheus text format (``sglang_lsm_*``), including
+        evictions, relocations, declined writes, hit/miss counts, write amplification and a
+        histogram of segment live fractions."""
+        return self._native.metrics_text()
+
     def flush(self) -> None:
         """Makes every page written so far durable on disk."""
         self._native.flush()

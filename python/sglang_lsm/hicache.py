@@ -23,6 +23,11 @@ Options (all read from ``storage_config.extra_config``; SGLang passes nothing el
 ``namespace`` (optional)
     Any string mixed into the key namespace, to keep tenants apart that would otherwise
     share one (same model and geometry).
+``metrics_port`` (optional)
+    Serve Prometheus metrics of this rank's store at ``http://metrics_host:port/metrics``,
+    with ``port = metrics_port + tp_rank`` so the ranks of one node do not collide.
+``metrics_host`` (optional, default ``127.0.0.1``)
+    Address the metrics exporter binds to.
 any other key
     Passed to the engine as a store option (``durability``, ``sync_interval_ms``,
     ``direct_write``, ``direct_read``, ``segment_bytes``, ``memtable_bytes``, ``read_threads``, ...). Unknown
@@ -74,6 +79,7 @@ from typing import Any, List, Optional, Sequence
 
 from . import Store
 from .errors import InvalidArgumentError, StoreError
+from .exporter import MetricsExporter
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +108,7 @@ _SGLANG_KEYS = frozenset(
     }
 )
 # Keys this backend interprets; everything else goes to the engine.
-_BACKEND_KEYS = ("storage_dir", "capacity_gb", "namespace")
+_BACKEND_KEYS = ("storage_dir", "capacity_gb", "namespace", "metrics_port", "metrics_host")
 
 # Version of the namespace recipe: bump it when the inputs or their encoding change.
 _NAMESPACE_VERSION = 1
@@ -232,6 +238,29 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
                 f"{', '.join(_BACKEND_KEYS)}; other keys are engine store options."
             ) from e
         self.capacity_bytes = capacity_bytes
+        self.metrics_exporter: Optional[MetricsExporter] = None
+        metrics_port = options.get("metrics_port")
+        if metrics_port is not None:
+            if isinstance(metrics_port, bool) or not isinstance(metrics_port, int) or not (
+                0 <= metrics_port <= 65535
+            ):
+                raise InvalidArgumentError(
+                    f'HiCacheLSM: "metrics_port" must be a port number, got {metrics_port!r}'
+                )
+            host = str(options.get("metrics_host", "127.0.0.1"))
+            port = metrics_port + self.tp_rank if metrics_port else 0
+            try:
+                self.metrics_exporter = MetricsExporter(self.store.metrics_text, host, port)
+            except OSError as e:
+                raise StoreError(
+                    f"HiCacheLSM: cannot serve metrics on {host}:{port}: {e}; choose another "
+                    '"metrics_port" or remove it'
+                ) from e
+            logger.info(
+                "HiCacheLSM: Prometheus metrics at http://%s:%d/metrics",
+                host,
+                self.metrics_exporter.port,
+            )
 
         self.mem_pool_host: Any = None
         self._page_tokens = 1
@@ -588,5 +617,8 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         return self.store.stats()
 
     def close(self) -> None:
-        """Flushes and closes this rank's store. Idempotent."""
+        """Flushes and closes this rank's store (and its metrics exporter). Idempotent."""
+        if self.metrics_exporter is not None:
+            self.metrics_exporter.close()
+            self.metrics_exporter = None
         self.store.close()

@@ -497,6 +497,12 @@ impl NativeStore {
             .map_err(|e| store_error(py, "internal", format!("cannot encode stats: {e}")))
     }
 
+    /// Metrics in the Prometheus text format.
+    fn metrics_text(&self, py: Python<'_>) -> PyResult<String> {
+        let store = self.store(py)?;
+        Ok(py.detach(|| store.metrics_text()))
+    }
+
     /// Flushes and closes the store, releasing its directory lock. Calls still running on other
     /// threads finish first; later calls raise `StoreClosedError`. Closing twice is a no-op.
     fn close(&self, py: Python<'_>) -> PyResult<()> {

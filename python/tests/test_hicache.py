@@ -493,3 +493,58 @@ print("standalone ok")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "standalone ok" in out.stdout
+
+
+def test_metrics_exporter_serves_prometheus_text(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    pool = StandInMHAPool("page_first")
+    # Port 0 asks for an ephemeral port; the exporter binds to loopback.
+    backend = make_backend(tmp_path, pool, extra={"metrics_port": 0})
+    try:
+        keys = keys_for("m", 3)
+        assert backend.batch_set_v1(keys, page_indices(range(3), pool.page_size)) == [True] * 3
+        port = backend.metrics_exporter.port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            body = r.read().decode()
+            assert r.headers["Content-Type"].startswith("text/plain")
+        assert "sglang_lsm_put_pages_total 3" in body
+        assert "sglang_lsm_segment_live_fraction_count" in body
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
+    finally:
+        backend.close()
+    assert backend.metrics_exporter is None
+
+
+def test_capacity_gb_bounds_the_store_by_reclaiming(tmp_path):
+    """A store far smaller than what SGLang backs up keeps accepting pages (it evicts), stays
+    within its bound, and what it still holds reads back exactly."""
+    # 512 KiB pages: 64 tokens x (2 x 4 layers x 8 heads x 64 dim x 2 bytes).
+    pool = StandInMHAPool("page_first", size=64 * 64, page_size=64, layer_num=4, head_num=8, head_dim=64)
+    capacity_bytes = 32 * 2**20
+    backend = make_backend(tmp_path, pool, extra={"capacity_gb": capacity_bytes / 1e9})
+    gen = torch.Generator().manual_seed(7)
+    try:
+        written = 0
+        last = None
+        for round_ in range(32):
+            pages = list(range((round_ % 8) * 8, (round_ % 8) * 8 + 8))
+            for p in pages:
+                pool.fill_page(p * pool.page_size, gen)
+            keys = keys_for(f"r{round_:04d}-", 8)
+            assert backend.batch_set_v1(keys, page_indices(pages, pool.page_size)) == [True] * 8
+            written += 8 * 512 * 2**10
+            last = (keys, [pool.page_view(p * pool.page_size) for p in pages])
+        stats = backend.store.stats()
+        assert written >= 4 * capacity_bytes
+        assert stats["log_bytes"] <= capacity_bytes + 2 * 2**20, stats
+        assert stats["evicted_pages"] > 0, stats
+        # The newest pages are still there and exact.
+        keys, want = last
+        assert backend.batch_get_v1(keys, page_indices(range(56, 64), pool.page_size)) == [True] * 8
+        for p, w in zip(range(56, 64), want):
+            assert torch.equal(pool.page_view(p * pool.page_size), w)
+    finally:
+        backend.close()

@@ -218,19 +218,26 @@ def test_closed_store_raises(tmp_path):
     sglang_lsm.Store(tmp_path / "kv").close()
 
 
-def test_capacity_declines_instead_of_failing(tmp_path):
+def test_capacity_bound_evicts_instead_of_failing(tmp_path):
+    """A 16 MiB store given 64 MiB of pages keeps accepting them (it reclaims older ones),
+    stays within its bound, and declines only a batch that could never fit."""
     page = rand_bytes(256 * 1024, 1)
-    with sglang_lsm.Store(tmp_path / "kv", capacity_bytes=1 << 20) as s:
-        results = []
-        for i in range(16):
-            results += s.put_batch([f"c{i}"], [page])
-        assert results[0] is True
-        assert False in results, "a 1 MiB store cannot hold 4 MiB of pages"
-        kept = [f"c{i}" for i, r in enumerate(results) if r]
-        # Whatever was accepted and is still stored reads back intact.
-        for key in kept:
-            data = s.get(key)
+    with sglang_lsm.Store(tmp_path / "kv", capacity_bytes=16 << 20) as s:
+        for i in range(256):
+            assert s.put_batch([f"c{i}"], [page]) == [True]
+        st = s.stats()
+        assert st["log_bytes"] <= (16 << 20) + (1 << 20)
+        assert st["evicted_pages"] > 0
+        assert s.get("c255") == page
+        for i in range(256):
+            data = s.get(f"c{i}")
             assert data is None or data == page
+        # One batch bigger than the whole store: the part that fits is stored, the rest is
+        # declined (a suffix), never an exception.
+        big = s.put_batch([f"big{i}" for i in range(80)], [page] * 80)
+        assert big[0] is True and big[-1] is False
+        first_false = big.index(False)
+        assert all(r is False for r in big[first_false:])
 
 
 # --------------------------------------------------------------------------- threads

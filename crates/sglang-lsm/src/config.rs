@@ -52,6 +52,9 @@ pub struct StoreConfig {
     pub max_io_bytes: u64,
     /// Index block cache size.
     pub index_cache_bytes: u64,
+    /// I/O budget of background reclamation (relocation reads + writes), bytes per second.
+    /// Inline reclamation on behalf of a blocked `put_batch` is not throttled.
+    pub reclaim_bytes_per_s: u64,
 }
 
 impl Default for StoreConfig {
@@ -68,6 +71,7 @@ impl Default for StoreConfig {
             coalesce_gap_bytes: 64 << 10,
             max_io_bytes: 4 << 20,
             index_cache_bytes: 64 << 20,
+            reclaim_bytes_per_s: 256 << 20,
         }
     }
 }
@@ -121,8 +125,12 @@ impl StoreConfig {
             "max_io_bytes must be between 1 MiB and 1 GiB",
         )?;
         check(
-            self.capacity_bytes.is_none_or(|c| c >= 1 << 20),
-            "capacity_bytes must be at least 1 MiB",
+            self.capacity_bytes.is_none_or(|c| c >= 16 << 20),
+            "capacity_bytes must be at least 16 MiB",
+        )?;
+        check(
+            self.reclaim_bytes_per_s >= 1 << 20,
+            "reclaim_bytes_per_s must be at least 1 MiB/s",
         )?;
         Ok(())
     }

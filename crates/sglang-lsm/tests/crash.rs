@@ -2,6 +2,9 @@
 //! SIGKILL at random moments. Each reopen checks every key: every acknowledged batch is present
 //! with exact bytes, acknowledged deletes are absent, and the one unacknowledged batch is either
 //! exact or absent — never wrong bytes.
+//!
+//! Each batch is one prefix chain p0 → p1 → … → p5. Deleting p3 cascades to its descendants
+//! p4 and p5, so deletes exercise the logged cascade too.
 
 mod common;
 
@@ -16,6 +19,8 @@ use sglang_lsm::{Durability, Store, StoreConfig};
 const DIR_ENV: &str = "SGLANG_LSM_CRASH_DIR";
 const ROUND_ENV: &str = "SGLANG_LSM_CRASH_ROUND";
 const PAGES_PER_BATCH: usize = 6;
+/// The page the child deletes in an older batch; it and every later page of that chain go.
+const DELETED_FROM: usize = 3;
 
 fn batch_keys(round: u32, batch: u32) -> Vec<String> {
     (0..PAGES_PER_BATCH)
@@ -31,6 +36,12 @@ fn page_len(key: &str) -> usize {
     1 + (h % 100_000) as usize
 }
 
+/// Rounds from this one on run with a capacity bound ~2x smaller than what the child writes,
+/// so reclamation (relocation of pages the child re-reads, eviction of the rest) runs while
+/// the child is killed.
+const BOUNDED_FROM_ROUND: u32 = 4;
+const BOUNDED_CAPACITY_BYTES: u64 = 16 << 20;
+
 fn config_for(round: u32) -> StoreConfig {
     StoreConfig {
         durability: match round % 3 {
@@ -39,6 +50,7 @@ fn config_for(round: u32) -> StoreConfig {
             _ => Durability::Periodic,
         },
         sync_interval_ms: 5,
+        capacity_bytes: (round >= BOUNDED_FROM_ROUND).then_some(BOUNDED_CAPACITY_BYTES),
         ..small_config()
     }
 }
@@ -55,7 +67,6 @@ fn crash_child_writer() {
     let mut out = std::io::stdout().lock();
     writeln!(out, "READY").expect("stdout");
     out.flush().expect("flush");
-    let mut prev_last: Option<String> = None;
     for batch in 0..100_000u32 {
         let ks = batch_keys(round, batch);
         let vals: Vec<Vec<u8>> = ks
@@ -70,18 +81,29 @@ fn crash_child_writer() {
                 vec![a, b]
             })
             .collect();
-        let prefix: Vec<&[u8]> = prev_last.iter().map(|k| k.as_bytes()).collect();
-        let res = store.put_batch(&refs, &parts, &prefix).expect("child put");
+        let res = store.put_batch(&refs, &parts, &[]).expect("child put");
         assert!(res.iter().all(|&b| b));
         writeln!(out, "ACK {batch}").expect("stdout");
         out.flush().expect("flush");
+        if round >= BOUNDED_FROM_ROUND && batch >= 3 {
+            // Re-read an older batch so it is worth keeping: reclamation relocates it.
+            let older = batch_keys(round, batch / 2);
+            for k in &older {
+                if let Some(bytes) = store.get(k.as_bytes()).expect("child get") {
+                    assert_eq!(
+                        bytes,
+                        page_bytes(k.as_bytes(), page_len(k)),
+                        "child read wrong bytes"
+                    );
+                }
+            }
+        }
         if batch % 5 == 4 {
-            let victim = batch_keys(round, batch - 2)[0].clone();
+            let victim = batch_keys(round, batch - 2)[DELETED_FROM].clone();
             assert!(store.delete(victim.as_bytes()).expect("child delete"));
             writeln!(out, "DEL {}", batch - 2).expect("stdout");
             out.flush().expect("flush");
         }
-        prev_last = ks.last().cloned();
     }
 }
 
@@ -134,8 +156,7 @@ fn run_child(dir: &std::path::Path, round: u32, kill_after: Duration) -> RoundLo
     reader.join().expect("reader")
 }
 
-#[test]
-fn crash_kill9_rounds() {
+fn run_rounds(rounds: std::ops::Range<u32>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -143,8 +164,8 @@ fn crash_kill9_rounds() {
     eprintln!("crash test seed {seed}");
     let mut rng = seed | 1;
     let mut logs: BTreeMap<u32, RoundLog> = BTreeMap::new();
-    let rounds = 6u32;
-    for round in 0..rounds {
+    let count = rounds.len();
+    for round in rounds {
         rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         let kill_after = Duration::from_millis(150 + (rng >> 33) % 600);
         let log = run_child(dir.path(), round, kill_after);
@@ -153,25 +174,63 @@ fn crash_kill9_rounds() {
             log.acked
         );
         logs.insert(round, log);
-        check_all(dir.path(), &logs);
+        let missing = check_all(dir.path(), &logs);
+        let acked_bytes: u64 = logs
+            .iter()
+            .flat_map(|(&r, l)| (0..l.acked).flat_map(move |b| batch_keys(r, b)))
+            .map(|k| page_len(&k) as u64)
+            .sum();
+        if round >= BOUNDED_FROM_ROUND && acked_bytes > 2 * BOUNDED_CAPACITY_BYTES {
+            assert!(missing > 0, "{acked_bytes} bytes acked into a {BOUNDED_CAPACITY_BYTES}-byte store, none evicted");
+        }
     }
     assert!(
-        logs.values().filter(|l| l.acks_seen).count() >= rounds as usize / 2,
+        logs.values().filter(|l| l.acks_seen).count() >= count / 2,
         "children must have made progress before being killed"
     );
 }
 
-fn check_all(dir: &std::path::Path, logs: &BTreeMap<u32, RoundLog>) {
-    let store = Store::open(dir, small_config()).expect("reopen after SIGKILL");
+/// Unbounded store, all three durability modes.
+#[test]
+fn crash_kill9_rounds() {
+    run_rounds(0..BOUNDED_FROM_ROUND);
+}
+
+/// Bounded store (its own directory): kills land during relocation and eviction too.
+#[test]
+fn crash_kill9_bounded_rounds() {
+    run_rounds(BOUNDED_FROM_ROUND..BOUNDED_FROM_ROUND + 4);
+}
+
+/// Checks every key; returns how many pages of bounded rounds were absent (evicted).
+fn check_all(dir: &std::path::Path, logs: &BTreeMap<u32, RoundLog>) -> usize {
+    let last_round = logs.keys().copied().max().unwrap_or(0);
+    let store = Store::open(dir, config_for(last_round)).expect("reopen after SIGKILL");
+    let bounded = last_round >= BOUNDED_FROM_ROUND;
+    if bounded {
+        let st = store.stats();
+        assert!(
+            st.log_bytes <= BOUNDED_CAPACITY_BYTES + (1 << 20) + small_config().segment_bytes,
+            "bound broken across a crash: {} bytes",
+            st.log_bytes
+        );
+    }
+    let mut missing = 0;
     for (&round, log) in logs {
+        if bounded {
+            missing += check_bounded_round(&store, round, log);
+            continue;
+        }
         // Acked batches, plus the one in flight when killed.
         for batch in 0..=log.acked {
             let in_flight = batch == log.acked;
             for (i, k) in batch_keys(round, batch).iter().enumerate() {
                 let got = store.get(k.as_bytes()).expect("get");
-                let deleted_acked = i == 0 && log.deleted.contains(&batch);
+                let in_deleted_part = i >= DELETED_FROM;
+                let deleted_acked = in_deleted_part && log.deleted.contains(&batch);
                 // A delete issued after the last ACK may or may not have landed.
-                let delete_maybe = i == 0 && batch + 2 == log.acked + 1 && log.acked % 5 == 0;
+                let delete_maybe =
+                    in_deleted_part && batch + 2 == log.acked + 1 && log.acked % 5 == 0;
                 match got {
                     Some(bytes) => {
                         assert_eq!(
@@ -199,4 +258,34 @@ fn check_all(dir: &std::path::Path, logs: &BTreeMap<u32, RoundLog>) {
         "no torn bytes remain indexed: {:?}",
         report.corrupt_keys
     );
+    missing
+}
+
+/// Under a capacity bound pages may be evicted, so each page is exact or absent, and within a
+/// batch's chain the present pages are a prefix (eviction and relocation never orphan).
+fn check_bounded_round(store: &Store, round: u32, log: &RoundLog) -> usize {
+    let mut absent = 0;
+    for batch in 0..=log.acked {
+        let mut missing_from = None;
+        for (i, k) in batch_keys(round, batch).iter().enumerate() {
+            match store.get(k.as_bytes()).expect("get") {
+                Some(bytes) => {
+                    assert_eq!(
+                        bytes,
+                        page_bytes(k.as_bytes(), page_len(k)),
+                        "wrong bytes for {k}"
+                    );
+                    assert!(
+                        missing_from.is_none(),
+                        "{k} present after a missing ancestor: orphan"
+                    );
+                }
+                None => {
+                    missing_from = missing_from.or(Some(i));
+                    absent += 1;
+                }
+            }
+        }
+    }
+    absent
 }

@@ -53,6 +53,8 @@ proptest! {
         cfg.segment_bytes = 1 << 20;
         let mut store = Some(Store::open(dir.path(), cfg.clone()).expect("open"));
         let mut model: HashMap<String, Vec<u8>> = HashMap::new();
+        // Parent of each resident key, as put_batch defines it: the previous key in its batch.
+        let mut parent: HashMap<String, Option<String>> = HashMap::new();
         for op in ops {
             let s = store.as_ref().expect("open store");
             match op {
@@ -63,8 +65,13 @@ proptest! {
                     let parts: Vec<Vec<&[u8]>> = vals.iter().map(|v| vec![&v[..]]).collect();
                     let res = s.put_batch(&refs, &parts, &[]).expect("put");
                     prop_assert!(res.iter().all(|&b| b));
+                    let mut prev: Option<String> = None;
                     for (k, v) in ks.into_iter().zip(vals) {
-                        model.entry(k).or_insert(v);
+                        if !model.contains_key(&k) {
+                            model.insert(k.clone(), v);
+                            parent.insert(k.clone(), prev.clone());
+                        }
+                        prev = Some(k);
                     }
                 }
                 Op::Get(ids) => {
@@ -83,7 +90,21 @@ proptest! {
                 Op::Delete(i) => {
                     let k = key(i);
                     let existed = s.delete(k.as_bytes()).expect("delete");
-                    prop_assert_eq!(existed, model.remove(&k).is_some());
+                    prop_assert_eq!(existed, model.contains_key(&k));
+                    // Deleting a page deletes its resident descendants.
+                    let mut doomed = vec![k];
+                    let mut next = 0;
+                    while next < doomed.len() {
+                        let p = doomed[next].clone();
+                        next += 1;
+                        if model.remove(&p).is_none() {
+                            continue;
+                        }
+                        parent.remove(&p);
+                        doomed.extend(
+                            parent.iter().filter(|(_, par)| par.as_deref() == Some(p.as_str())).map(|(c, _)| c.clone()),
+                        );
+                    }
                 }
                 Op::Reopen => {
                     drop(store.take()); // release the directory lock before reopening
@@ -93,6 +114,7 @@ proptest! {
                 Op::Clear => {
                     s.clear().expect("clear");
                     model.clear();
+                    parent.clear();
                 }
             }
         }

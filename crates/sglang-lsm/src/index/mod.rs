@@ -1,8 +1,8 @@
 //! The LSM index (lsm-tree) over two keyspaces:
 //!
 //! - `0x01 | key` → [`IndexRecord`]: point lookups by the caller's opaque key.
-//! - `0x02 | parent_fp (BE) | child_fp (BE)` → empty: every child of a prefix is adjacent in
-//!   key order, so descendants are found by prefix scans (prefix-aware eviction walks these).
+//! - `0x02 | parent_fp (BE) | child_fp (BE)` → child key: every child of a prefix is adjacent
+//!   in key order, so descendants are found by prefix scans (cascading deletes walk these).
 //!
 //! The tree has no journal: the value log is its write-ahead log. We drive memtable rotation,
 //! flushes and compactions (see `store::maintenance`) so a controller can steer them.
@@ -96,8 +96,11 @@ impl Index {
         self.tree
             .insert(primary_key(key), rec.encode().to_vec(), rec.seqno);
         if rec.parent_fp != crate::key::NO_PARENT {
-            self.tree
-                .insert(child_key(rec.parent_fp, fp).to_vec(), Vec::new(), rec.seqno);
+            self.tree.insert(
+                child_key(rec.parent_fp, fp).to_vec(),
+                key.to_vec(),
+                rec.seqno,
+            );
         }
         self.advance(rec.seqno);
     }
@@ -111,17 +114,15 @@ impl Index {
         self.advance(seqno);
     }
 
-    /// Fingerprints of the direct children of `parent` (one prefix scan).
-    pub fn children(&self, parent: Fingerprint) -> Result<Vec<Fingerprint>> {
+    /// Keys of the direct children of `parent` ever linked and not removed (one prefix scan).
+    pub fn children(&self, parent: Fingerprint) -> Result<Vec<Vec<u8>>> {
         let mut prefix = [0u8; 9];
         prefix[0] = CHILDREN;
         prefix[1..9].copy_from_slice(&parent.to_be_bytes());
         let mut out = Vec::new();
         for item in self.tree.prefix(prefix, self.read_seqno(), None) {
-            let k = item.key()?;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&k[9..17]);
-            out.push(u64::from_be_bytes(a));
+            let (_, child_key) = item.into_inner()?;
+            out.push(child_key.to_vec());
         }
         Ok(out)
     }

@@ -147,6 +147,23 @@ impl<V: ZeroValid> FpTable<V> {
         None
     }
 
+    /// The value for `fp`.
+    #[must_use]
+    pub fn get(&self, fp: Fingerprint) -> Option<V> {
+        self.find(fp).map(|i| self.slots[i].1)
+    }
+
+    /// Applies `f` to the value for `fp`; false if absent.
+    pub fn update(&mut self, fp: Fingerprint, f: impl FnOnce(&mut V)) -> bool {
+        match self.find(fp) {
+            Some(i) => {
+                f(&mut self.slots[i].1);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether `fp` is present.
     #[must_use]
     pub fn contains(&self, fp: Fingerprint) -> bool {

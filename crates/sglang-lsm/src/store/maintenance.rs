@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::reclaim::RateLimiter;
 use super::stats::Counters;
 use super::Inner;
 use crate::config::Durability;
@@ -63,12 +64,34 @@ pub(crate) fn spawn(inner: Arc<Inner>) -> Result<std::thread::JoinHandle<()>> {
 fn run(inner: &Inner) {
     let sync_every = Duration::from_millis(inner.config.sync_interval_ms);
     let mut last_sync = Instant::now();
+    let mut limiter = RateLimiter::new(inner.config.reclaim_bytes_per_s);
     while inner.maintenance.wait(TICK.min(sync_every)) {
+        if let Err(e) = reclaim_step(inner, &mut limiter) {
+            Counters::add(&inner.counters.background_errors, 1);
+            tracing::error!(error = %e, "background reclamation failed; will retry");
+        }
         if let Err(e) = step(inner, &mut last_sync, sync_every) {
             Counters::add(&inner.counters.background_errors, 1);
             tracing::error!(error = %e, "background maintenance failed; will retry");
         }
     }
+}
+
+/// Reclaims segments (a bounded number per tick) while the log is above the target.
+fn reclaim_step(inner: &Inner, limiter: &mut RateLimiter) -> Result<()> {
+    const SEGMENTS_PER_TICK: usize = 8;
+    let Some(target) = inner.reclaim_target_bytes() else {
+        return Ok(());
+    };
+    for _ in 0..SEGMENTS_PER_TICK {
+        if inner.vlog.total_bytes() <= target {
+            break;
+        }
+        if inner.reclaim_one(Some(limiter))?.is_none() && !inner.seal_active()? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn step(inner: &Inner, last_sync: &mut Instant, sync_every: Duration) -> Result<()> {
@@ -96,7 +119,10 @@ impl Inner {
         if bytes >= 4 * self.config.memtable_bytes {
             return self.flush_index();
         }
-        if bytes >= self.config.memtable_bytes {
+        let over_target = self
+            .reclaim_target_bytes()
+            .is_some_and(|t| self.vlog.total_bytes() > t);
+        if bytes >= self.config.memtable_bytes || over_target {
             self.maintenance.wake();
         }
         Ok(())

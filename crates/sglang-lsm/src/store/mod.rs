@@ -10,7 +10,9 @@
 mod dirlock;
 mod fptable;
 mod maintenance;
+mod metrics;
 mod read;
+mod reclaim;
 mod residency;
 mod stats;
 mod verify;
@@ -25,7 +27,7 @@ use crate::config::StoreConfig;
 use crate::error::Result;
 use crate::index::{Index, IndexRecord};
 use crate::io::FaultInjector;
-use crate::key::fingerprint;
+use crate::key::{fingerprint, NO_PARENT};
 use crate::vlog::format::FrameKind;
 use crate::vlog::{LogOptions, ReplayedFrame, ValueLog};
 use residency::{Residency, Slot};
@@ -36,6 +38,10 @@ pub use verify::{SegmentUsage, VerifyReport};
 pub(crate) struct Inner {
     dir: PathBuf,
     config: StoreConfig,
+    /// Segment size in force: the configured one, shrunk so a bounded store has >= 16 segments
+    /// (reclamation works a segment at a time).
+    segment_bytes: u64,
+    reclaim_lock: parking_lot::Mutex<()>,
     vlog: ValueLog,
     index: Index,
     residency: RwLock<Residency>,
@@ -106,6 +112,10 @@ impl Store {
         faults: Arc<FaultInjector>,
     ) -> Result<Self> {
         config.validate()?;
+        let segment_bytes = match config.capacity_bytes {
+            Some(cap) => config.segment_bytes.min(cap / 16).max(1 << 20),
+            None => config.segment_bytes,
+        };
         let dir = dir.as_ref().to_path_buf();
         let lock = dirlock::DirLock::acquire(&dir)?;
         dirlock::check_format(&dir)?;
@@ -115,7 +125,7 @@ impl Store {
         let vlog = ValueLog::open(
             &dir.join("vlog"),
             LogOptions {
-                segment_bytes: config.segment_bytes,
+                segment_bytes,
                 direct_write: config.direct_write,
                 direct_read: config.direct_read,
                 durability: config.durability,
@@ -137,6 +147,8 @@ impl Store {
         let inner = Arc::new(Inner {
             dir,
             config,
+            segment_bytes,
+            reclaim_lock: parking_lot::Mutex::new(()),
             vlog,
             index,
             residency: RwLock::new(residency),
@@ -202,14 +214,18 @@ impl Drop for Store {
 fn rebuild_residency(index: &Index, vlog: &ValueLog) -> Result<Residency> {
     let mut residency = Residency::default();
     let mut stale = Vec::new();
+    let mut links = Vec::new();
     index.for_each_record(|key, rec| {
+        let fp = fingerprint(key);
         if vlog.segment(rec.segment_id).is_some() {
-            residency.upsert(fingerprint(key), Slot::new(rec.segment_id, rec.len));
+            residency.insert(fp, Slot::new(rec.segment_id, rec.len), NO_PARENT, rec.seqno);
+            links.push((fp, rec.parent_fp));
         } else {
             stale.push(key.to_vec());
         }
         Ok(())
     })?;
+    residency.count_children(&links);
     if !stale.is_empty() {
         // Records into segments that no longer exist (a clear interrupted by a crash) would
         // only ever miss; they are simply not made resident.
@@ -266,6 +282,18 @@ impl Inner {
             index_flushes: c.index_flushes.load(Relaxed),
             index_compactions: c.index_compactions.load(Relaxed),
             background_errors: c.background_errors.load(Relaxed),
+            segments_reclaimed: c.segments_reclaimed.load(Relaxed),
+            relocated_pages: c.relocated_pages.load(Relaxed),
+            relocated_bytes: c.relocated_bytes.load(Relaxed),
+            evicted_pages: c.evicted_pages.load(Relaxed),
+            write_amplification: {
+                let put = c.put_bytes.load(Relaxed);
+                if put == 0 {
+                    1.0
+                } else {
+                    (put + c.relocated_bytes.load(Relaxed)) as f64 / put as f64
+                }
+            },
         }
     }
 }

@@ -41,7 +41,10 @@ impl IoPlan<'_, '_> {
 
 enum Outcome {
     Hit(u64),
-    Corrupt,
+    /// The extent is gone (its segment was reclaimed while we read): a plain miss.
+    Gone,
+    /// Bytes failed their checksum (or could not be read): a miss, and the page is dropped.
+    Corrupt(IndexRecord),
 }
 
 impl Store {
@@ -100,7 +103,7 @@ impl Store {
         let plans = self.coalesce(reads);
         let outcomes = self.execute(keys, plans);
         let mut hits = vec![false; keys.len()];
-        let mut corrupt: Vec<&[u8]> = Vec::new();
+        let mut corrupt: Vec<(&[u8], IndexRecord)> = Vec::new();
         let mut hit_bytes = 0;
         for (page, outcome) in outcomes {
             match outcome {
@@ -108,8 +111,15 @@ impl Store {
                     hits[page] = true;
                     hit_bytes += len;
                 }
-                Outcome::Corrupt => corrupt.push(keys[page]),
+                Outcome::Gone => {}
+                Outcome::Corrupt(rec) => corrupt.push((keys[page], rec)),
             }
+        }
+        if hit_bytes > 0 {
+            let touched = (0..keys.len())
+                .filter(|&i| hits[i])
+                .map(|i| fingerprint(keys[i]));
+            inner.residency.write().touch(touched);
         }
         let hit_count = hits.iter().filter(|&&h| h).count() as u64;
         Counters::add(&inner.counters.get_hits, hit_count);
@@ -121,7 +131,7 @@ impl Store {
                 pages = corrupt.len(),
                 "checksum mismatch: pages dropped and reported as misses"
             );
-            if let Err(e) = self.delete_batch(&corrupt) {
+            if let Err(e) = self.drop_if_unchanged(&corrupt) {
                 tracing::error!(error = %e, "could not drop corrupt pages; they stay misses");
             }
         }
@@ -196,11 +206,12 @@ impl Store {
         let corrupt_all = |plan: IoPlan<'_, '_>| -> Vec<(usize, Outcome)> {
             plan.pages
                 .iter()
-                .map(|p| (p.page, Outcome::Corrupt))
+                .map(|p| (p.page, Outcome::Corrupt(p.rec)))
                 .collect()
         };
         let Some(seg) = self.inner.vlog.segment(plan.segment_id) else {
-            return corrupt_all(plan);
+            // Reclaimed after we looked the records up: the pages moved or were evicted.
+            return plan.pages.iter().map(|p| (p.page, Outcome::Gone)).collect();
         };
         let start = plan.start();
         // Gaps between extents (padding and skipped records) go to scratch space.
@@ -240,7 +251,7 @@ impl Store {
                 let outcome = if crc == p.rec.crc {
                     Outcome::Hit(p.rec.len)
                 } else {
-                    Outcome::Corrupt
+                    Outcome::Corrupt(p.rec)
                 };
                 (p.page, outcome)
             })

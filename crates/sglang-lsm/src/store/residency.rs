@@ -1,25 +1,34 @@
-//! The in-memory residency set: which pages exist, and how many live bytes each segment holds.
+//! The in-memory residency set: which pages exist, where, and the eviction state the
+//! reclaimer needs (referenced bit, resident-children count, per-segment live bytes).
 //!
 //! Why in memory: `probe` of 128 keys must answer in microseconds, and SGLang probes on every
-//! request. One entry is 16 bytes in a table kept at most 3/4 full, so 10M pages cost 256 MiB. It is rebuilt
-//! from the index on open; the index stays the source of truth.
+//! request. One entry is 24 bytes (fingerprint + slot) in a table kept at most 3/4 full, so
+//! 10M pages cost 384 MiB. It is rebuilt from the index on open; the index stays the source
+//! of truth for locations.
 
 use std::collections::BTreeMap;
 
 use super::fptable::FpTable;
-use crate::key::Fingerprint;
+use crate::key::{Fingerprint, NO_PARENT};
 use crate::vlog::format::align_up;
 
-/// Where a resident page lives, compactly.
+const REFERENCED: u16 = 1;
+
+/// Where a resident page lives, plus its eviction state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Slot {
     /// Segment id.
     pub segment_id: u32,
     /// Aligned footprint in 4 KiB blocks.
     pub blocks: u32,
+    /// Resident direct children. A page with children is never evicted: SGLang reaches a page
+    /// only through its whole prefix, so evicting an ancestor would orphan its descendants.
+    pub children: u32,
+    flags: u16,
+    _reserved: u16,
 }
 
-// SAFETY: two integers; all-zero is a valid (empty) slot.
+// SAFETY: plain integers; all-zero is a valid (empty) slot.
 unsafe impl super::fptable::ZeroValid for Slot {}
 
 impl Slot {
@@ -27,19 +36,50 @@ impl Slot {
     #[must_use]
     pub fn new(segment_id: u32, len: u64) -> Self {
         let blocks = u32::try_from(align_up(len) / 4096).unwrap_or(u32::MAX);
-        Self { segment_id, blocks }
+        Self {
+            segment_id,
+            blocks,
+            ..Self::default()
+        }
     }
 
-    fn bytes(self) -> u64 {
+    /// Aligned bytes on disk.
+    #[must_use]
+    pub fn bytes(self) -> u64 {
         u64::from(self.blocks) * 4096
     }
+
+    /// Read (or re-put) since it was last written: the reclaimer relocates it rather than
+    /// evicting it (a second chance, as in CLOCK).
+    #[must_use]
+    pub fn referenced(self) -> bool {
+        self.flags & REFERENCED != 0
+    }
+
+    /// Whether reclaiming its segment relocates this page instead of evicting it: it was
+    /// referenced since written, or it has resident children (evicting it would orphan them).
+    #[must_use]
+    pub fn keep(self) -> bool {
+        self.referenced() || self.children > 0
+    }
+}
+
+/// Per-segment accounting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// Aligned payload bytes of resident pages.
+    pub live_bytes: u64,
+    /// Live bytes of pages with [`Slot::keep`]: what reclaiming this segment would rewrite.
+    pub keep_bytes: u64,
+    /// Smallest write sequence number of a page placed here (its age).
+    pub first_seqno: u64,
 }
 
 /// Resident pages and per-segment live bytes.
 #[derive(Default)]
 pub struct Residency {
     pages: FpTable<Slot>,
-    live_by_segment: BTreeMap<u32, u64>,
+    segments: BTreeMap<u32, SegmentMeta>,
     live_bytes: u64,
 }
 
@@ -50,39 +90,119 @@ impl Residency {
         self.pages.contains(fp)
     }
 
+    /// The page's slot.
+    #[must_use]
+    pub fn slot(&self, fp: Fingerprint) -> Option<Slot> {
+        self.pages.get(fp)
+    }
+
     /// How many of `fps`, from the start, are resident.
     #[must_use]
     pub fn leading_present(&self, fps: &[Fingerprint]) -> usize {
         self.pages.leading_present(fps)
     }
 
-    /// Records a page; returns false (and changes nothing) if it was already resident.
-    pub fn insert(&mut self, fp: Fingerprint, slot: Slot) -> bool {
-        if !self.pages.insert(fp, slot) {
-            return false;
+    fn account(&mut self, slot: Slot, seqno: u64) {
+        let meta = self.segments.entry(slot.segment_id).or_insert(SegmentMeta {
+            live_bytes: 0,
+            keep_bytes: 0,
+            first_seqno: seqno,
+        });
+        meta.live_bytes += slot.bytes();
+        if slot.keep() {
+            meta.keep_bytes += slot.bytes();
         }
-        *self.live_by_segment.entry(slot.segment_id).or_default() += slot.bytes();
+        meta.first_seqno = meta.first_seqno.min(seqno);
         self.live_bytes += slot.bytes();
-        true
     }
 
-    /// Replaces a page's slot (replay of a later frame for the same key).
-    pub fn upsert(&mut self, fp: Fingerprint, slot: Slot) {
-        self.remove(fp);
-        self.insert(fp, slot);
-    }
-
-    /// Forgets a page.
-    pub fn remove(&mut self, fp: Fingerprint) -> Option<Slot> {
-        let slot = self.pages.remove(fp)?;
-        if let Some(live) = self.live_by_segment.get_mut(&slot.segment_id) {
-            *live = live.saturating_sub(slot.bytes());
-            if *live == 0 {
-                self.live_by_segment.remove(&slot.segment_id);
+    fn unaccount(&mut self, slot: Slot) {
+        if let Some(meta) = self.segments.get_mut(&slot.segment_id) {
+            meta.live_bytes = meta.live_bytes.saturating_sub(slot.bytes());
+            if slot.keep() {
+                meta.keep_bytes = meta.keep_bytes.saturating_sub(slot.bytes());
+            }
+            if meta.live_bytes == 0 {
+                self.segments.remove(&slot.segment_id);
             }
         }
         self.live_bytes = self.live_bytes.saturating_sub(slot.bytes());
+    }
+
+    /// Changes a resident slot in place, keeping `keep_bytes` in step.
+    fn modify(&mut self, fp: Fingerprint, f: impl FnOnce(&mut Slot)) {
+        let Some(old) = self.pages.get(fp) else {
+            return;
+        };
+        let mut new = old;
+        f(&mut new);
+        debug_assert_eq!(old.segment_id, new.segment_id, "modify never moves a page");
+        self.pages.update(fp, |s| *s = new);
+        if old.keep() != new.keep() {
+            if let Some(meta) = self.segments.get_mut(&old.segment_id) {
+                if new.keep() {
+                    meta.keep_bytes += old.bytes();
+                } else {
+                    meta.keep_bytes = meta.keep_bytes.saturating_sub(old.bytes());
+                }
+            }
+        }
+    }
+
+    /// Records a new page written at `seqno`; returns false (and changes nothing) if it was
+    /// already resident.
+    pub fn insert(&mut self, fp: Fingerprint, slot: Slot, parent: Fingerprint, seqno: u64) -> bool {
+        if !self.pages.insert(fp, slot) {
+            return false;
+        }
+        self.account(slot, seqno);
+        if parent != NO_PARENT {
+            self.modify(parent, |p| p.children = p.children.saturating_add(1));
+        }
+        true
+    }
+
+    /// Moves a page to a new location (relocation or replay of a newer frame), keeping its
+    /// children count and clearing its referenced bit.
+    pub fn relocate(&mut self, fp: Fingerprint, to: Slot, seqno: u64) -> bool {
+        let Some(old) = self.pages.get(fp) else {
+            return false;
+        };
+        self.unaccount(old);
+        let moved = Slot {
+            children: old.children,
+            flags: 0,
+            ..to
+        };
+        self.pages.update(fp, |s| *s = moved);
+        self.account(moved, seqno);
+        true
+    }
+
+    /// Marks pages as referenced (a read hit or a re-put).
+    pub fn touch(&mut self, fps: impl IntoIterator<Item = Fingerprint>) {
+        for fp in fps {
+            self.modify(fp, |s| s.flags |= REFERENCED);
+        }
+    }
+
+    /// Forgets a page.
+    pub fn remove(&mut self, fp: Fingerprint, parent: Fingerprint) -> Option<Slot> {
+        let slot = self.pages.remove(fp)?;
+        self.unaccount(slot);
+        if parent != NO_PARENT {
+            self.modify(parent, |p| p.children = p.children.saturating_sub(1));
+        }
         Some(slot)
+    }
+
+    /// Recounts children from `(child, parent)` pairs (after a rebuild from the index).
+    pub fn count_children(&mut self, links: &[(Fingerprint, Fingerprint)]) {
+        for &(child, parent) in links {
+            if parent != NO_PARENT && self.pages.contains(child) {
+                self.modify(parent, |p| p.children = p.children.saturating_add(1));
+            }
+        }
     }
 
     /// Forgets everything.
@@ -102,10 +222,10 @@ impl Residency {
         self.live_bytes
     }
 
-    /// Live bytes per segment.
+    /// Accounting per segment that holds live pages.
     #[must_use]
-    pub fn live_by_segment(&self) -> &BTreeMap<u32, u64> {
-        &self.live_by_segment
+    pub fn segments(&self) -> &BTreeMap<u32, SegmentMeta> {
+        &self.segments
     }
 }
 
@@ -114,17 +234,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accounting_follows_inserts_and_removes() {
+    fn accounting_children_and_relocation() {
         let mut r = Residency::default();
-        assert!(r.insert(1, Slot::new(3, 5000)));
-        assert!(!r.insert(1, Slot::new(4, 10)), "first writer wins");
-        assert!(r.insert(2, Slot::new(3, 4096)));
+        assert!(r.insert(10, Slot::new(3, 5000), NO_PARENT, 7));
+        assert!(
+            !r.insert(10, Slot::new(4, 10), NO_PARENT, 8),
+            "first writer wins"
+        );
+        assert!(r.insert(11, Slot::new(3, 4096), 10, 9));
+        assert_eq!(r.slot(10).map(|s| s.children), Some(1));
         assert_eq!(r.live_bytes(), 3 * 4096);
-        assert_eq!(r.live_by_segment().get(&3), Some(&(3 * 4096)));
-        r.upsert(2, Slot::new(5, 1));
-        assert_eq!(r.live_by_segment().get(&5), Some(&4096));
-        assert_eq!(r.remove(1), Some(Slot::new(3, 5000)));
-        assert_eq!(r.live_by_segment().get(&3), None);
+        assert_eq!(
+            r.segments()[&3],
+            SegmentMeta {
+                live_bytes: 3 * 4096,
+                keep_bytes: 2 * 4096,
+                first_seqno: 7
+            },
+            "page 10 has a child, so it is kept"
+        );
+        r.touch([10, 11]);
+        assert_eq!(r.segments()[&3].keep_bytes, 3 * 4096);
+        assert!(r.slot(10).is_some_and(Slot::referenced));
+        assert!(r.relocate(10, Slot::new(5, 5000), 20));
+        let moved = r.slot(10).expect("resident");
+        assert_eq!(
+            (moved.segment_id, moved.children, moved.referenced()),
+            (5, 1, false)
+        );
+        assert_eq!(r.segments()[&3].live_bytes, 4096);
+        assert_eq!(
+            r.segments()[&5].keep_bytes,
+            2 * 4096,
+            "children survive relocation"
+        );
+        assert_eq!(r.remove(11, 10).map(|s| s.segment_id), Some(3));
+        assert_eq!(r.slot(10).map(|s| s.children), Some(0));
+        assert!(!r.segments().contains_key(&3), "empty segments drop out");
         assert_eq!(r.len(), 1);
     }
 }

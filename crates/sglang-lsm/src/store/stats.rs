@@ -23,6 +23,10 @@ pub struct Counters {
     pub index_flushes: AtomicU64,
     pub index_compactions: AtomicU64,
     pub background_errors: AtomicU64,
+    pub segments_reclaimed: AtomicU64,
+    pub relocated_pages: AtomicU64,
+    pub relocated_bytes: AtomicU64,
+    pub evicted_pages: AtomicU64,
 }
 
 impl Counters {
@@ -32,7 +36,7 @@ impl Counters {
 }
 
 /// A point-in-time view of the store, serialisable for the CLI (`stats --json`) and bindings.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StoreStats {
     /// Resident pages.
     pub pages: u64,
@@ -84,4 +88,14 @@ pub struct StoreStats {
     pub index_compactions: u64,
     /// Background maintenance failures (logged).
     pub background_errors: u64,
+    /// Segments emptied and deleted by the reclaimer.
+    pub segments_reclaimed: u64,
+    /// Live pages rewritten at the log head by the reclaimer (kept: referenced or with children).
+    pub relocated_pages: u64,
+    /// Payload bytes of those relocations (background write I/O).
+    pub relocated_bytes: u64,
+    /// Pages evicted by the reclaimer (always leaves).
+    pub evicted_pages: u64,
+    /// `(put_bytes + relocated_bytes) / put_bytes`: value-log write amplification.
+    pub write_amplification: f64,
 }

@@ -71,7 +71,14 @@ impl Store {
     /// Size and live bytes of every segment (live fraction = reclaimable space signal).
     #[must_use]
     pub fn segment_usage(&self) -> Vec<SegmentUsage> {
-        let live = self.inner.residency.read().live_by_segment().clone();
+        let live: std::collections::BTreeMap<u32, u64> = self
+            .inner
+            .residency
+            .read()
+            .segments()
+            .iter()
+            .map(|(id, m)| (*id, m.live_bytes))
+            .collect();
         self.inner
             .vlog
             .segment_sizes()

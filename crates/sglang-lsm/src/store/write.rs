@@ -71,7 +71,15 @@ impl Store {
         }
         let existing = (keys.len() - chosen.len()) as u64;
         Counters::add(&inner.counters.put_existing_pages, existing);
-        let declined_from = self.capacity_cutoff(&chosen, values);
+        if existing > 0 {
+            // A re-put is a second sighting: the page is wanted again.
+            let chosen_set: std::collections::HashSet<usize> = chosen.iter().copied().collect();
+            let again = (0..keys.len())
+                .filter(|i| !chosen_set.contains(i))
+                .map(|i| fps[i]);
+            inner.residency.write().touch(again);
+        }
+        let declined_from = self.capacity_cutoff(&chosen, values)?;
         for &i in &chosen[declined_from..] {
             results[i] = false;
         }
@@ -110,7 +118,12 @@ impl Store {
                     seqno: at.seqno,
                 };
                 inner.index.insert(keys[i], fps[i], &rec);
-                r.insert(fps[i], Slot::new(at.segment_id, e.payload_len));
+                r.insert(
+                    fps[i],
+                    Slot::new(at.segment_id, e.payload_len),
+                    e.parent_fp,
+                    at.seqno,
+                );
                 bytes += e.payload_len;
             }
         }
@@ -124,35 +137,95 @@ impl Store {
     /// batch order and the rest declined once one does not fit, because a child is useless
     /// without its parent. Checked before the append lock, so concurrent batches can overshoot
     /// the bound by at most the batches in flight.
-    fn capacity_cutoff(&self, chosen: &[usize], values: &[Vec<&[u8]>]) -> usize {
+    fn capacity_cutoff(&self, chosen: &[usize], values: &[Vec<&[u8]>]) -> Result<usize> {
         let Some(cap) = self.inner.config.capacity_bytes else {
-            return chosen.len();
+            return Ok(chosen.len());
         };
-        let used: u64 = self.inner.vlog.segment_sizes().iter().map(|(_, l)| l).sum();
+        let need: u64 = 4096
+            + chosen
+                .iter()
+                .map(|&i| {
+                    crate::vlog::format::align_up(values[i].iter().map(|p| p.len() as u64).sum())
+                })
+                .sum::<u64>();
+        if self.inner.vlog.total_bytes() + need > cap {
+            // Full: reclaim inline rather than fail; whatever still does not fit is declined.
+            self.inner.make_room(need)?;
+        }
+        let used = self.inner.vlog.total_bytes();
         // One header block per frame, plus aligned payloads.
         let mut need = 4096u64;
         for (n, &i) in chosen.iter().enumerate() {
             let len: u64 = values[i].iter().map(|p| p.len() as u64).sum();
             need += crate::vlog::format::align_up(len);
             if used + need > cap {
-                return n;
+                return Ok(n);
             }
         }
-        chosen.len()
+        Ok(chosen.len())
     }
 
-    /// Deletes a page. Returns whether it existed. The deletion is logged, so it survives a
-    /// crash like a put does.
+    /// Deletes a page and every resident descendant (a descendant is reachable only through
+    /// this page, so keeping it would waste space on something that can never hit). Returns
+    /// whether the page existed. The deletion is logged, so it survives a crash like a put.
     ///
     /// # Errors
     /// Invalid key, or an I/O failure writing the tombstone.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         key::validate(key)?;
-        Ok(self.delete_batch(&[key])? == 1)
+        if !self.inner.residency.read().contains(fingerprint(key)) {
+            return Ok(false);
+        }
+        let mut doomed = vec![key.to_vec()];
+        self.collect_descendants(&mut doomed)?;
+        let refs: Vec<&[u8]> = doomed.iter().map(Vec::as_slice).collect();
+        Ok(self.delete_batch(&refs)? > 0)
     }
 
-    /// Deletes several pages with one logged frame; returns how many existed.
+    /// Appends every resident descendant of the keys in `keys` (breadth-first, bounded).
+    pub(crate) fn collect_descendants(&self, keys: &mut Vec<Vec<u8>>) -> Result<()> {
+        const MAX_CASCADE_PAGES: usize = 1 << 20;
+        let mut next = 0;
+        while next < keys.len() && keys.len() < MAX_CASCADE_PAGES {
+            let children = self.inner.index.children(fingerprint(&keys[next]))?;
+            next += 1;
+            let r = self.inner.residency.read();
+            keys.extend(children.into_iter().filter(|c| r.contains(fingerprint(c))));
+        }
+        if keys.len() >= MAX_CASCADE_PAGES {
+            tracing::warn!(
+                pages = keys.len(),
+                "cascading delete hit its bound; deeper descendants stay"
+            );
+        }
+        Ok(())
+    }
+
+    /// Drops pages whose bytes failed verification, with their descendants — but only those
+    /// still at the location that failed (a concurrent relocation or re-put wins).
+    pub(crate) fn drop_if_unchanged(&self, pages: &[(&[u8], IndexRecord)]) -> Result<usize> {
+        let mut doomed = Vec::new();
+        for (k, rec) in pages {
+            if self.inner.index.get(k)?.is_some_and(|now| now == *rec) {
+                doomed.push(k.to_vec());
+            }
+        }
+        self.collect_descendants(&mut doomed)?;
+        let refs: Vec<&[u8]> = doomed.iter().map(Vec::as_slice).collect();
+        self.delete_batch(&refs)
+    }
+
+    /// Deletes pages with logged frames (at most `MAX_FRAME_RECORDS` per frame); returns how
+    /// many existed.
     pub(crate) fn delete_batch(&self, keys: &[&[u8]]) -> Result<usize> {
+        let mut removed = 0;
+        for chunk in keys.chunks(MAX_FRAME_RECORDS) {
+            removed += self.delete_frame(chunk)?;
+        }
+        Ok(removed)
+    }
+
+    fn delete_frame(&self, keys: &[&[u8]]) -> Result<usize> {
         let inner = &self.inner;
         let mut found: Vec<(&[u8], Fingerprint)> = Vec::with_capacity(keys.len());
         for k in keys {
@@ -173,7 +246,7 @@ impl Store {
             let mut r = inner.residency.write();
             for (k, parent) in &found {
                 let fp = fingerprint(k);
-                if r.remove(fp).is_some() {
+                if r.remove(fp, *parent).is_some() {
                     inner.index.remove(k, fp, *parent, at.seqno);
                     removed += 1;
                 }

@@ -13,6 +13,7 @@ pub mod segment;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -73,6 +74,9 @@ pub struct Appended {
 /// Append-only value log over a directory of segments.
 pub struct ValueLog {
     dir: PathBuf,
+    /// Mirrors of writer state readable without the lock (victim choice, ages).
+    active_id: AtomicU32,
+    next_seqno: AtomicU64,
     opts: LogOptions,
     segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
     writer: Mutex<Writer>,
@@ -97,8 +101,10 @@ impl ValueLog {
             .map(|s| (s.id, Arc::new(s)))
             .collect();
         let active = match segments.last_key_value() {
-            Some((_, seg)) => Arc::clone(seg),
-            None => {
+            // A full (or, after a config change, oversized) last segment stays sealed, so the
+            // reclaimer can take it; appends start a fresh one.
+            Some((_, seg)) if seg.len_bytes() < opts.segment_bytes => Arc::clone(seg),
+            _ => {
                 let seg = Arc::new(Segment::create(
                     dir,
                     scanned.next_segment_id,
@@ -113,6 +119,8 @@ impl ValueLog {
         let tail = active.len_bytes();
         Ok(Self {
             dir: dir.to_path_buf(),
+            active_id: AtomicU32::new(active.id),
+            next_seqno: AtomicU64::new(scanned.next_seqno),
             opts,
             segments: RwLock::new(segments),
             writer: Mutex::new(Writer {
@@ -167,6 +175,7 @@ impl ValueLog {
         }
         w.tail = offset + frame_len;
         w.next_seqno += 1;
+        self.next_seqno.store(w.next_seqno, Relaxed);
         seg.set_len_bytes(w.tail);
         Ok(Appended {
             segment_id: seg.id,
@@ -193,6 +202,7 @@ impl ValueLog {
         )?);
         self.segments.write().insert(id, Arc::clone(&seg));
         w.tail = seg.len_bytes();
+        self.active_id.store(id, Relaxed);
         w.active = seg;
         Ok(())
     }
@@ -217,6 +227,63 @@ impl ValueLog {
             std::fs::remove_file(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
         }
         io::sync_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))
+    }
+
+    /// Whether the active segment holds any frame.
+    #[must_use]
+    pub fn active_has_frames(&self, w: &Writer) -> bool {
+        w.tail > format::SEGMENT_HEADER_BYTES
+    }
+
+    /// Deletes one segment file (reclamation). Readers holding its handle finish safely.
+    pub fn remove_segment(&self, id: u32) -> Result<()> {
+        if id == self.active_id.load(Relaxed) {
+            return Err(Error::InvalidArgument(format!(
+                "segment {id} is the active segment and cannot be removed"
+            )));
+        }
+        let Some(seg) = self.segments.write().remove(&id) else {
+            return Ok(());
+        };
+        std::fs::remove_file(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
+        if self.opts.durability != Durability::None {
+            io::sync_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Frame headers of a segment, in log order, with their offsets.
+    pub fn frames(&self, id: u32) -> Vec<(u64, format::FrameHeader)> {
+        let Some(seg) = self.segment(id) else {
+            return Vec::new();
+        };
+        let len = seg.len_bytes();
+        let mut out = Vec::new();
+        let mut offset = format::SEGMENT_HEADER_BYTES;
+        while let Some(h) = replay::read_frame(&seg, offset, len) {
+            let next = offset + h.frame_len;
+            out.push((offset, h));
+            offset = next;
+        }
+        out
+    }
+
+    /// Id of the segment appends go to.
+    #[must_use]
+    pub fn active_segment_id(&self) -> u32 {
+        self.active_id.load(Relaxed)
+    }
+
+    /// The sequence number the next frame will get (a clock for ages).
+    #[must_use]
+    pub fn next_seqno(&self) -> u64 {
+        self.next_seqno.load(Relaxed)
+    }
+
+    /// Bytes of all segments.
+    #[must_use]
+    pub fn total_bytes(&self) -> u64 {
+        self.segments.read().values().map(|s| s.len_bytes()).sum()
     }
 
     /// The segment with this id, if it still exists.

@@ -43,7 +43,7 @@ fn list_segment_ids(dir: &Path) -> Result<Vec<u32>> {
 }
 
 /// Reads the frame header at `offset`, or `None` when there is no complete, valid frame there.
-fn read_frame(seg: &Segment, offset: u64, file_len: u64) -> Option<FrameHeader> {
+pub(super) fn read_frame(seg: &Segment, offset: u64, file_len: u64) -> Option<FrameHeader> {
     if offset + IO_ALIGN as u64 > file_len {
         return None;
     }

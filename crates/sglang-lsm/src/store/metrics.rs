@@ -1,0 +1,178 @@
+//! Prometheus text exposition of the store's state and counters.
+
+use std::fmt::Write as _;
+
+use super::Store;
+
+/// Upper bounds of the segment live-fraction histogram buckets.
+const LIVE_FRACTION_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
+impl Store {
+    /// Metrics in the Prometheus text format (version 0.0.4), all prefixed `sglang_lsm_`.
+    /// Counters end in `_total`; the segment live-fraction histogram shows how much space
+    /// reclamation can win.
+    #[must_use]
+    pub fn metrics_text(&self) -> String {
+        let st = self.stats();
+        let mut out = String::with_capacity(4096);
+        let mut gauge = |name: &str, help: &str, v: f64| {
+            let _ = writeln!(out, "# HELP sglang_lsm_{name} {help}");
+            let _ = writeln!(out, "# TYPE sglang_lsm_{name} gauge");
+            let _ = writeln!(out, "sglang_lsm_{name} {v}");
+        };
+        gauge("pages", "Resident pages.", st.pages as f64);
+        gauge(
+            "live_bytes",
+            "Aligned payload bytes of resident pages.",
+            st.live_bytes as f64,
+        );
+        gauge(
+            "log_bytes",
+            "Bytes of all value-log segments.",
+            st.log_bytes as f64,
+        );
+        gauge(
+            "capacity_bytes",
+            "Configured bound on log bytes (0 = unbounded).",
+            st.capacity_bytes.unwrap_or(0) as f64,
+        );
+        gauge("segments", "Value-log segments.", st.segments as f64);
+        gauge(
+            "index_disk_bytes",
+            "LSM index bytes on disk.",
+            st.index_disk_bytes as f64,
+        );
+        gauge(
+            "write_amplification",
+            "(put bytes + relocated bytes) / put bytes.",
+            st.write_amplification,
+        );
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP sglang_lsm_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE sglang_lsm_{name}_total counter");
+            let _ = writeln!(out, "sglang_lsm_{name}_total {v}");
+        };
+        counter("put_pages", "Pages written.", st.put_pages);
+        counter(
+            "put_bytes",
+            "Payload bytes written by callers.",
+            st.put_bytes,
+        );
+        counter(
+            "put_existing_pages",
+            "Puts of pages already present.",
+            st.put_existing_pages,
+        );
+        counter(
+            "put_declined_pages",
+            "Pages declined for capacity.",
+            st.put_declined_pages,
+        );
+        counter("get_pages", "Pages requested.", st.get_pages);
+        counter(
+            "get_hits",
+            "Pages returned with verified bytes.",
+            st.get_hits,
+        );
+        counter("get_misses", "Pages not returned.", st.get_misses);
+        counter(
+            "get_corrupt",
+            "Pages that failed their checksum.",
+            st.get_corrupt,
+        );
+        counter("get_bytes", "Payload bytes returned.", st.get_bytes);
+        counter("probe_keys", "Keys examined by probe.", st.probe_keys);
+        counter("deletes", "Pages deleted.", st.deletes);
+        counter(
+            "evicted_pages",
+            "Pages evicted by reclamation.",
+            st.evicted_pages,
+        );
+        counter(
+            "relocated_pages",
+            "Pages relocated by reclamation.",
+            st.relocated_pages,
+        );
+        counter(
+            "relocated_bytes",
+            "Background write bytes of relocation.",
+            st.relocated_bytes,
+        );
+        counter(
+            "segments_reclaimed",
+            "Segments emptied and deleted.",
+            st.segments_reclaimed,
+        );
+        counter("index_flushes", "Index memtable flushes.", st.index_flushes);
+        counter(
+            "index_compactions",
+            "Index compactions.",
+            st.index_compactions,
+        );
+        counter(
+            "background_errors",
+            "Background maintenance failures.",
+            st.background_errors,
+        );
+
+        let usage = self.segment_usage();
+        let _ = writeln!(
+            out,
+            "# HELP sglang_lsm_segment_live_fraction Live bytes / bytes per segment."
+        );
+        let _ = writeln!(out, "# TYPE sglang_lsm_segment_live_fraction histogram");
+        let fractions: Vec<f64> = usage
+            .iter()
+            .map(|s| s.live_bytes as f64 / s.bytes.max(1) as f64)
+            .collect();
+        for le in LIVE_FRACTION_BUCKETS {
+            let n = fractions.iter().filter(|&&f| f <= le).count();
+            let _ = writeln!(
+                out,
+                "sglang_lsm_segment_live_fraction_bucket{{le=\"{le}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "sglang_lsm_segment_live_fraction_bucket{{le=\"+Inf\"}} {}",
+            fractions.len()
+        );
+        let _ = writeln!(
+            out,
+            "sglang_lsm_segment_live_fraction_sum {}",
+            fractions.iter().sum::<f64>()
+        );
+        let _ = writeln!(
+            out,
+            "sglang_lsm_segment_live_fraction_count {}",
+            fractions.len()
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Store, StoreConfig};
+
+    #[test]
+    fn exposition_has_counters_and_histogram() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path(), StoreConfig::default()).expect("open");
+        let v = vec![1u8; 8192];
+        s.put_batch(&[b"a", b"b"], &[vec![&v[..]], vec![&v[..]]], &[])
+            .expect("put");
+        let text = s.metrics_text();
+        assert!(text.contains("sglang_lsm_put_pages_total 2"), "{text}");
+        assert!(text.contains("sglang_lsm_pages 2"), "{text}");
+        assert!(
+            text.contains("sglang_lsm_segment_live_fraction_bucket{le=\"+Inf\"} 1"),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let mut parts = line.rsplitn(2, ' ');
+            let value = parts.next().expect("value");
+            assert!(value.parse::<f64>().is_ok(), "bad sample line {line:?}");
+        }
+    }
+}

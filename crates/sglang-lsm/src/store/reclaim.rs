@@ -1,0 +1,351 @@
+//! Capacity enforcement: whole-segment reclamation with prefix-aware eviction.
+//!
+//! When the value log nears `capacity_bytes`, the reclaimer picks a sealed segment and empties
+//! it:
+//!
+//! - **victim**: a segment with no live page first (it is simply deleted); otherwise the
+//!   segment whose live pages are oldest (smallest write sequence number). Together with the
+//!   second chance below this is CLOCK over segments, an LRU approximation. We tried LFS's
+//!   cost-benefit score `(1 − k) × age / (1 + k)` (k = fraction to rewrite) first: it prefers
+//!   young segments whose pages were just relocated, so a relocated hot page lost its second
+//!   chance before it could be read again (caught by the capacity tests).
+//! - a live page is **kept** (relocated to the log head, in its original prefix order) if it
+//!   was read or re-put since it was written — a second chance, as in CLOCK — or if it has
+//!   resident children. Every other live page is **evicted**. So only leaves are ever evicted:
+//!   a page is reachable only through its whole prefix, and a hit on a deep page keeps its
+//!   ancestors alive because they have a resident child.
+//!
+//! Background reclamation runs under a byte-rate budget so foreground reads keep the device;
+//! a `put_batch` that would overflow the bound reclaims inline (unthrottled, bounded number
+//! of segments) and declines what still does not fit.
+
+use std::time::{Duration, Instant};
+
+use super::residency::Slot;
+use super::stats::Counters;
+use super::Inner;
+use crate::error::Result;
+use crate::index::IndexRecord;
+use crate::key::{fingerprint, Fingerprint};
+use crate::vlog::format::{FrameKind, MAX_FRAME_RECORDS};
+use crate::vlog::frame::{page_crc, PutPage};
+use crate::vlog::PreparedFrame;
+
+/// Largest relocation frame.
+const RELOCATE_BATCH_BYTES: u64 = 32 << 20;
+/// Leaf-eviction passes per segment (chain levels evicted within one reclamation).
+const MAX_EVICT_PASSES: usize = 256;
+/// Segments one inline (foreground) attempt may reclaim before giving up.
+pub(crate) const INLINE_SEGMENTS_MAX: usize = 8;
+
+/// A token bucket over bytes.
+pub(crate) struct RateLimiter {
+    bytes_per_s: f64,
+    allowance: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    pub fn new(bytes_per_s: u64) -> Self {
+        Self {
+            bytes_per_s: bytes_per_s as f64,
+            allowance: bytes_per_s as f64,
+            last: Instant::now(),
+        }
+    }
+
+    /// Waits until `bytes` fit the budget (at most one second of burst is kept).
+    pub fn consume(&mut self, bytes: u64) {
+        let now = Instant::now();
+        self.allowance = (self.allowance
+            + now.duration_since(self.last).as_secs_f64() * self.bytes_per_s)
+            .min(self.bytes_per_s);
+        self.last = now;
+        self.allowance -= bytes as f64;
+        if self.allowance < 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(-self.allowance / self.bytes_per_s));
+        }
+    }
+}
+
+/// What one segment's reclamation did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Reclaimed {
+    pub segment_id: u32,
+    pub relocated_pages: u64,
+    pub relocated_bytes: u64,
+    pub evicted_pages: u64,
+    pub freed_bytes: u64,
+}
+
+struct LivePage {
+    key: Vec<u8>,
+    fp: Fingerprint,
+    rec: IndexRecord,
+}
+
+impl Inner {
+    /// Log bytes the reclaimer aims to stay under: capacity minus a headroom of two segments
+    /// (or 5%), so foreground puts rarely wait for inline reclamation.
+    pub(crate) fn reclaim_target_bytes(&self) -> Option<u64> {
+        let cap = self.config.capacity_bytes?;
+        let headroom = (2 * self.segment_bytes).max(cap / 20);
+        Some(cap.saturating_sub(headroom))
+    }
+
+    /// A sealed segment without live pages, else the one with the oldest live pages.
+    fn pick_victim(&self) -> Option<u32> {
+        let active = self.vlog.active_segment_id();
+        let sizes = self.vlog.segment_sizes();
+        let r = self.residency.read();
+        sizes
+            .into_iter()
+            .filter(|&(id, _)| id != active)
+            .min_by_key(|&(id, _)| {
+                r.segments()
+                    .get(&id)
+                    .map_or(0, |m| m.first_seqno.saturating_add(1))
+            })
+            .map(|(id, _)| id)
+    }
+
+    /// Reclaims one segment, if any is sealed. `limiter` throttles relocation I/O.
+    pub(crate) fn reclaim_one(
+        &self,
+        limiter: Option<&mut RateLimiter>,
+    ) -> Result<Option<Reclaimed>> {
+        let _one_at_a_time = self.reclaim_lock.lock();
+        let Some(victim) = self.pick_victim() else {
+            return Ok(None);
+        };
+        let before = self
+            .vlog
+            .segment_sizes()
+            .iter()
+            .find(|(id, _)| *id == victim)
+            .map_or(0, |s| s.1);
+        let (mut keep, evict) = self.classify(victim)?;
+        let mut out = Reclaimed {
+            segment_id: victim,
+            ..Reclaimed::default()
+        };
+        out.evicted_pages = self.evict(victim, &evict)?;
+        // Evicting leaves can leave their parents (in this segment) childless and unreferenced:
+        // a cold chain goes as a whole, one level per pass. Bounded; deeper chains go next time.
+        for _ in 0..MAX_EVICT_PASSES {
+            let (still, now_evictable): (Vec<LivePage>, Vec<LivePage>) = {
+                let r = self.residency.read();
+                keep.into_iter()
+                    .partition(|p| r.slot(p.fp).is_none_or(Slot::keep))
+            };
+            keep = still;
+            if now_evictable.is_empty() {
+                break;
+            }
+            out.evicted_pages += self.evict(victim, &now_evictable)?;
+        }
+        let (pages, bytes) = self.relocate(victim, &keep, limiter)?;
+        out.relocated_pages = pages;
+        out.relocated_bytes = bytes;
+        let emptied = !self.residency.read().segments().contains_key(&victim);
+        if emptied {
+            self.vlog.remove_segment(victim)?;
+            out.freed_bytes = before;
+            Counters::add(&self.counters.segments_reclaimed, 1);
+        }
+        Counters::add(&self.counters.relocated_pages, out.relocated_pages);
+        Counters::add(&self.counters.relocated_bytes, out.relocated_bytes);
+        Counters::add(&self.counters.evicted_pages, out.evicted_pages);
+        tracing::debug!(
+            segment = out.segment_id,
+            relocated = out.relocated_pages,
+            evicted = out.evicted_pages,
+            emptied,
+            "reclaimed segment"
+        );
+        Ok(Some(out))
+    }
+
+    /// Live pages of `victim` in log (prefix) order, split into keep and evict.
+    fn classify(&self, victim: u32) -> Result<(Vec<LivePage>, Vec<LivePage>)> {
+        let mut keep = Vec::new();
+        let mut evict = Vec::new();
+        for (frame_offset, h) in self.vlog.frames(victim) {
+            if h.kind != FrameKind::Put {
+                continue;
+            }
+            for e in h.entries {
+                let fp = fingerprint(&e.key);
+                let Some(slot) = self.residency.read().slot(fp) else {
+                    continue;
+                };
+                if slot.segment_id != victim {
+                    continue;
+                }
+                let Some(rec) = self.index.get(&e.key)? else {
+                    continue;
+                };
+                if rec.segment_id != victim || rec.offset != frame_offset + e.payload_offset {
+                    continue; // an older copy of a key re-put later in the same segment
+                }
+                let page = LivePage {
+                    key: e.key,
+                    fp,
+                    rec,
+                };
+                if slot.keep() {
+                    keep.push(page);
+                } else {
+                    evict.push(page);
+                }
+            }
+        }
+        Ok((keep, evict))
+    }
+
+    /// Rewrites `pages` at the log head in batches, preserving order and parents. A page that
+    /// changed meanwhile (deleted, re-put, relocated) is skipped at publish time.
+    fn relocate(
+        &self,
+        victim: u32,
+        pages: &[LivePage],
+        mut limiter: Option<&mut RateLimiter>,
+    ) -> Result<(u64, u64)> {
+        let Some(seg) = self.vlog.segment(victim) else {
+            return Ok((0, 0));
+        };
+        let (mut moved_pages, mut moved_bytes) = (0u64, 0u64);
+        let mut start = 0;
+        while start < pages.len() {
+            let mut end = start;
+            let mut batch_bytes = 0;
+            while end < pages.len()
+                && end - start < MAX_FRAME_RECORDS
+                && (end == start || batch_bytes + pages[end].rec.len <= RELOCATE_BATCH_BYTES)
+            {
+                batch_bytes += pages[end].rec.len;
+                end += 1;
+            }
+            if let Some(l) = limiter.as_deref_mut() {
+                l.consume(2 * batch_bytes); // read + write
+            }
+            let batch = &pages[start..end];
+            start = end;
+            let mut bufs: Vec<Vec<u8>> = Vec::with_capacity(batch.len());
+            let mut ok: Vec<&LivePage> = Vec::with_capacity(batch.len());
+            for p in batch {
+                let mut buf = vec![0u8; usize::try_from(p.rec.len).unwrap_or(0)];
+                let read = seg
+                    .read_into(&mut [&mut buf[..]], p.rec.offset, false)
+                    .is_ok();
+                if read && page_crc(&p.key, [&buf[..]]) == p.rec.crc {
+                    bufs.push(buf);
+                    ok.push(p);
+                } else {
+                    // Never copy bad bytes forward; it stays behind and is evicted below.
+                    Counters::add(&self.counters.get_corrupt, 1);
+                }
+            }
+            if ok.is_empty() {
+                continue;
+            }
+            let parts: Vec<Vec<&[u8]>> = bufs.iter().map(|b| vec![&b[..]]).collect();
+            let puts: Vec<PutPage<'_>> = ok
+                .iter()
+                .zip(&parts)
+                .map(|(p, parts)| PutPage {
+                    key: &p.key,
+                    parent_fp: p.rec.parent_fp,
+                    parts,
+                })
+                .collect();
+            let mut frame = PreparedFrame::put(&puts);
+            let mut w = self.vlog.lock_writer();
+            let at = self.vlog.append(&mut w, &mut frame)?;
+            let mut r = self.residency.write();
+            for (e, p) in frame.entries().iter().zip(&ok) {
+                let still_here = r.slot(p.fp).is_some_and(|s| s.segment_id == victim)
+                    && self.index.get(&p.key)?.is_some_and(|now| now == p.rec);
+                if !still_here {
+                    continue;
+                }
+                let rec = IndexRecord {
+                    segment_id: at.segment_id,
+                    offset: at.frame_offset + e.payload_offset,
+                    len: e.payload_len,
+                    crc: e.payload_crc,
+                    parent_fp: e.parent_fp,
+                    seqno: at.seqno,
+                };
+                self.index.insert(&p.key, p.fp, &rec);
+                r.relocate(p.fp, Slot::new(at.segment_id, e.payload_len), at.seqno);
+                moved_pages += 1;
+                moved_bytes += e.payload_len;
+            }
+        }
+        Ok((moved_pages, moved_bytes))
+    }
+
+    /// Evicts leaves of `victim` with logged Delete frames. Conditions are re-checked under
+    /// the writer lock (children only change under it), so no page with a resident child is
+    /// evicted and no page that moved away is touched.
+    fn evict(&self, victim: u32, pages: &[LivePage]) -> Result<u64> {
+        let mut evicted = 0;
+        for chunk in pages.chunks(MAX_FRAME_RECORDS) {
+            let mut w = self.vlog.lock_writer();
+            let doomed: Vec<(&[u8], Fingerprint)> = {
+                let r = self.residency.read();
+                chunk
+                    .iter()
+                    .filter(|p| {
+                        r.slot(p.fp)
+                            .is_some_and(|s| s.segment_id == victim && s.children == 0)
+                    })
+                    .map(|p| (p.key.as_slice(), p.rec.parent_fp))
+                    .collect()
+            };
+            if doomed.is_empty() {
+                continue;
+            }
+            let mut frame = PreparedFrame::marker(FrameKind::Delete, &doomed);
+            let at = self.vlog.append(&mut w, &mut frame)?;
+            let mut r = self.residency.write();
+            for (k, parent) in doomed {
+                let fp = fingerprint(k);
+                if r.remove(fp, parent).is_some() {
+                    self.index.remove(k, fp, parent, at.seqno);
+                    evicted += 1;
+                }
+            }
+        }
+        Ok(evicted)
+    }
+
+    /// Seals the active segment so the reclaimer may take it (when it holds everything, e.g. a
+    /// store of a few big batches). Returns whether there was anything to seal.
+    pub(crate) fn seal_active(&self) -> Result<bool> {
+        let mut w = self.vlog.lock_writer();
+        if !self.vlog.active_has_frames(&w) {
+            return Ok(false);
+        }
+        self.vlog.roll_now(&mut w)?;
+        Ok(true)
+    }
+
+    /// Reclaims until `need_bytes` more fit under the capacity, or gives up after a bounded
+    /// number of segments. Returns whether they fit.
+    pub(crate) fn make_room(&self, need_bytes: u64) -> Result<bool> {
+        let Some(cap) = self.config.capacity_bytes else {
+            return Ok(true);
+        };
+        for _ in 0..INLINE_SEGMENTS_MAX {
+            if self.vlog.total_bytes() + need_bytes <= cap {
+                return Ok(true);
+            }
+            if self.reclaim_one(None)?.is_none() && !self.seal_active()? {
+                break;
+            }
+        }
+        Ok(self.vlog.total_bytes() + need_bytes <= cap)
+    }
+}
