@@ -18,6 +18,17 @@ pub enum Durability {
     Periodic,
 }
 
+/// Which new pages `put_batch` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Admission {
+    /// Every page.
+    All,
+    /// A page only when it is put a second time (the first put records it and returns
+    /// `false`). Trades the first reuse of every page for not writing one-off pages.
+    SecondSighting,
+}
+
 /// Largest key the engine accepts. SGLang keys are ~64-200 bytes; 1 KiB leaves room for
 /// namespaces while keeping one frame header within a few 4 KiB blocks.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -55,6 +66,10 @@ pub struct StoreConfig {
     /// I/O budget of background reclamation (relocation reads + writes), bytes per second.
     /// Inline reclamation on behalf of a blocked `put_batch` is not throttled.
     pub reclaim_bytes_per_s: u64,
+    /// Admission policy for new pages.
+    pub admission: Admission,
+    /// Pages remembered by `second_sighting` admission (8-24 bytes each).
+    pub admission_ghost_pages: u64,
 }
 
 impl Default for StoreConfig {
@@ -72,6 +87,8 @@ impl Default for StoreConfig {
             max_io_bytes: 4 << 20,
             index_cache_bytes: 64 << 20,
             reclaim_bytes_per_s: 256 << 20,
+            admission: Admission::All,
+            admission_ghost_pages: 1 << 20,
         }
     }
 }
@@ -127,6 +144,10 @@ impl StoreConfig {
         check(
             self.capacity_bytes.is_none_or(|c| c >= 16 << 20),
             "capacity_bytes must be at least 16 MiB",
+        )?;
+        check(
+            (1..=1 << 28).contains(&self.admission_ghost_pages),
+            "admission_ghost_pages must be between 1 and 268435456",
         )?;
         check(
             self.reclaim_bytes_per_s >= 1 << 20,

@@ -29,6 +29,6 @@ pub mod key;
 pub mod store;
 pub mod vlog;
 
-pub use config::{Durability, StoreConfig, MAX_KEY_BYTES};
+pub use config::{Admission, Durability, StoreConfig, MAX_KEY_BYTES};
 pub use error::{Error, Result};
 pub use store::{SegmentUsage, Store, StoreStats, VerifyReport};

@@ -7,6 +7,7 @@
 //!    `<= S` is in index tables and replay of frames `> S` rebuilds the rest.
 //! 3. A page is resident (in the residency set) iff the index holds its record.
 
+mod admission;
 mod dirlock;
 mod fptable;
 mod maintenance;
@@ -38,10 +39,12 @@ pub use verify::{SegmentUsage, VerifyReport};
 pub(crate) struct Inner {
     dir: PathBuf,
     config: StoreConfig,
-    /// Segment size in force: the configured one, shrunk so a bounded store has >= 16 segments
-    /// (reclamation works a segment at a time).
+    /// Segment size in force: the configured one, shrunk so a bounded store has >= 32 segments
+    /// (reclamation works a segment at a time; smaller steps waste less capacity).
     segment_bytes: u64,
     reclaim_lock: parking_lot::Mutex<()>,
+    /// Present when `admission = second_sighting`.
+    ghost: Option<parking_lot::Mutex<admission::Ghost>>,
     vlog: ValueLog,
     index: Index,
     residency: RwLock<Residency>,
@@ -113,7 +116,7 @@ impl Store {
     ) -> Result<Self> {
         config.validate()?;
         let segment_bytes = match config.capacity_bytes {
-            Some(cap) => config.segment_bytes.min(cap / 16).max(1 << 20),
+            Some(cap) => config.segment_bytes.min(cap / 32).max(1 << 20),
             None => config.segment_bytes,
         };
         let dir = dir.as_ref().to_path_buf();
@@ -144,11 +147,17 @@ impl Store {
             persisted_seqno = ?persisted,
             "store opened"
         );
+        let ghost = (config.admission == crate::config::Admission::SecondSighting).then(|| {
+            parking_lot::Mutex::new(admission::Ghost::new(
+                usize::try_from(config.admission_ghost_pages).unwrap_or(usize::MAX),
+            ))
+        });
         let inner = Arc::new(Inner {
             dir,
             config,
             segment_bytes,
             reclaim_lock: parking_lot::Mutex::new(()),
+            ghost,
             vlog,
             index,
             residency: RwLock::new(residency),
@@ -270,6 +279,7 @@ impl Inner {
             put_bytes: c.put_bytes.load(Relaxed),
             put_existing_pages: c.put_existing_pages.load(Relaxed),
             put_declined_pages: c.put_declined_pages.load(Relaxed),
+            put_unadmitted_pages: c.put_unadmitted_pages.load(Relaxed),
             get_pages: c.get_pages.load(Relaxed),
             get_hits: c.get_hits.load(Relaxed),
             get_misses: c.get_misses.load(Relaxed),

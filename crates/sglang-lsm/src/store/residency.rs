@@ -56,8 +56,9 @@ impl Slot {
         self.flags & REFERENCED != 0
     }
 
-    /// Whether reclaiming its segment relocates this page instead of evicting it: it was
-    /// referenced since written, or it has resident children (evicting it would orphan them).
+    /// Whether reclaiming its segment normally relocates this page instead of evicting it: it
+    /// was referenced since written, or it has resident children (evicting it would orphan
+    /// them). Drives the per-segment `keep_bytes`.
     #[must_use]
     pub fn keep(self) -> bool {
         self.referenced() || self.children > 0

@@ -11,6 +11,7 @@ pub struct Counters {
     pub put_bytes: AtomicU64,
     pub put_existing_pages: AtomicU64,
     pub put_declined_pages: AtomicU64,
+    pub put_unadmitted_pages: AtomicU64,
     pub get_pages: AtomicU64,
     pub get_hits: AtomicU64,
     pub get_misses: AtomicU64,
@@ -64,6 +65,8 @@ pub struct StoreStats {
     pub put_existing_pages: u64,
     /// Pages declined because the capacity bound was reached.
     pub put_declined_pages: u64,
+    /// Pages declined by `second_sighting` admission (first sightings).
+    pub put_unadmitted_pages: u64,
     /// Pages asked for by `get_batch`/`get`.
     pub get_pages: u64,
     /// Pages returned with verified bytes.

@@ -79,6 +79,18 @@ impl Store {
                 .map(|i| fps[i]);
             inner.residency.write().touch(again);
         }
+        if let Some(ghost) = &inner.ghost {
+            let new_fps: Vec<Fingerprint> = chosen.iter().map(|&i| fps[i]).collect();
+            let admitted = ghost.lock().admit(&new_fps);
+            for &i in &chosen[admitted..] {
+                results[i] = false;
+            }
+            Counters::add(
+                &inner.counters.put_unadmitted_pages,
+                (chosen.len() - admitted) as u64,
+            );
+            chosen.truncate(admitted);
+        }
         let declined_from = self.capacity_cutoff(&chosen, values)?;
         for &i in &chosen[declined_from..] {
             results[i] = false;

@@ -1,0 +1,91 @@
+//! Hit rate of the store's OWN capacity bound (segment reclamation + prefix-aware eviction)
+//! on a Mooncake trace, next to LRU and offline Belady simulated on the same trace with the
+//! same byte budget.
+//!
+//! `cargo run --release -p sglang-lsm-bench --example engine_eviction -- TRACE [all|second_sighting] [FRAC...]`
+
+use std::time::Instant;
+
+use anyhow::Context;
+use sglang_lsm::{Store, StoreConfig};
+use sglang_lsm_bench::policy::{simulate_kind, PolicyKind};
+use sglang_lsm_bench::replay::block_key;
+use sglang_lsm_bench::trace::{Trace, MOONCAKE_BLOCK_TOKENS};
+
+const BLOCK_BYTES: usize = 64 << 10;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let path = args
+        .next()
+        .context("usage: engine_eviction TRACE [all|second_sighting] [FRAC...]")?;
+    let admission = match args.next().as_deref() {
+        Some("second_sighting") => sglang_lsm::Admission::SecondSighting,
+        Some("all") | None => sglang_lsm::Admission::All,
+        Some(other) => anyhow::bail!("unknown admission {other:?}"),
+    };
+    let mut fracs: Vec<f64> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
+    if fracs.is_empty() {
+        fracs = vec![0.01, 0.05, 0.10, 0.25];
+    }
+    let trace = Trace::load(&path, MOONCAKE_BLOCK_TOKENS)?;
+    let value = vec![0x5Au8; BLOCK_BYTES];
+    println!("admission: {admission:?}");
+    println!(
+        "| capacity | store (engine eviction) | LRU | Belady | gap closed | write amp | wall s |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for frac in fracs {
+        let blocks = trace.capacity_blocks(frac);
+        let lru = simulate_kind(&trace, PolicyKind::Lru, blocks).hit_rate;
+        let belady = simulate_kind(&trace, PolicyKind::Belady, blocks).hit_rate;
+        let dir = tempfile::tempdir_in(".")?;
+        let store = Store::open(
+            dir.path(),
+            StoreConfig {
+                capacity_bytes: Some((blocks * BLOCK_BYTES) as u64),
+                admission,
+                ..StoreConfig::default()
+            },
+        )?;
+        let start = Instant::now();
+        let (mut hits, mut refs) = (0u64, 0u64);
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for r in &trace.requests {
+            let keys: Vec<String> = r.blocks.iter().map(|&b| block_key(b)).collect();
+            let refs_k: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+            let n = store.probe(&refs_k, &[])?;
+            let got = if n > 0 {
+                out.resize_with(n, || vec![0u8; BLOCK_BYTES]);
+                let mut bufs: Vec<Vec<&mut [u8]>> =
+                    out[..n].iter_mut().map(|b| vec![&mut b[..]]).collect();
+                store
+                    .get_batch(&refs_k[..n], &mut bufs)?
+                    .iter()
+                    .take_while(|&&h| h)
+                    .count()
+            } else {
+                0
+            };
+            hits += got as u64;
+            refs += keys.len() as u64;
+            if got < keys.len() {
+                let vals: Vec<Vec<&[u8]>> = (got..keys.len()).map(|_| vec![&value[..]]).collect();
+                store.put_batch(&refs_k[got..], &vals, &refs_k[..got])?;
+            }
+        }
+        let st = store.stats();
+        let rate = hits as f64 / refs as f64;
+        println!(
+            "| {:.0}% ({blocks} blocks) | {:.2}% | {:.2}% | {:.2}% | {:.0}% | {:.2} | {:.1} |",
+            frac * 100.0,
+            rate * 100.0,
+            lru * 100.0,
+            belady * 100.0,
+            100.0 * (rate - lru) / (belady - lru),
+            st.write_amplification,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
