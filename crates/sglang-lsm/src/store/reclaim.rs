@@ -204,7 +204,7 @@ impl Inner {
                     fp,
                     rec,
                 };
-                if slot.keep() {
+                if keeps(slot, force) {
                     keep.push(page);
                 } else {
                     evict.push(page);
