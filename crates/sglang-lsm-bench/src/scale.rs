@@ -35,6 +35,10 @@ pub struct ScaleArgs {
     /// Write results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Read with O_DIRECT (no page cache, no readahead): isolates the engine's per-op cost
+    /// from the kernel's caching of a data set that grows past memory.
+    #[arg(long)]
+    direct_read: bool,
 }
 
 #[derive(Serialize)]
@@ -110,7 +114,13 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<ExitCode> {
 
 fn run_in(args: &ScaleArgs, root: &std::path::Path) -> anyhow::Result<Vec<Checkpoint>> {
     let page = usize::try_from(args.page_bytes)?;
-    let store = Store::open(root, StoreConfig::default())?;
+    let store = Store::open(
+        root,
+        StoreConfig {
+            direct_read: args.direct_read,
+            ..StoreConfig::default()
+        },
+    )?;
     let src = AlignedBuf::zeroed(page);
     let mut dst: Vec<AlignedBuf> = (0..BATCH_PAGES).map(|_| AlignedBuf::zeroed(page)).collect();
     let total = args.checkpoints.iter().copied().max().unwrap_or(0);
