@@ -28,6 +28,7 @@ pub fn pwritev_all(
     granule: usize,
     faults: &FaultInjector,
 ) -> io::Result<()> {
+    let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
     let mut idx = 0usize; // first part not yet fully written
     let mut skip = 0usize; // bytes of parts[idx] already written
     let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len().min(IOV_MAX));
@@ -72,25 +73,30 @@ pub fn pwritev_all(
                 "pwritev wrote 0 bytes",
             ));
         }
-        let mut n = n as usize;
         offset += n as u64;
-        while n > 0 && idx < parts.len() {
-            let left = parts[idx].len() - skip;
-            if n >= left {
-                n -= left;
-                idx += 1;
-                skip = 0;
-            } else {
-                skip += n;
-                n = 0;
-            }
-        }
-        while idx < parts.len() && parts[idx].len() == skip {
-            idx += 1;
-            skip = 0;
-        }
+        advance(&lens, &mut idx, &mut skip, n as usize);
     }
     Ok(())
+}
+
+/// Moves the (part index, bytes into that part) cursor past `n` transferred bytes and any
+/// empty parts.
+fn advance(lens: &[usize], idx: &mut usize, skip: &mut usize, mut n: usize) {
+    while n > 0 && *idx < lens.len() {
+        let left = lens[*idx] - *skip;
+        if n >= left {
+            n -= left;
+            *idx += 1;
+            *skip = 0;
+        } else {
+            *skip += n;
+            n = 0;
+        }
+    }
+    while *idx < lens.len() && lens[*idx] == *skip {
+        *idx += 1;
+        *skip = 0;
+    }
 }
 
 fn truncate_iovecs(iov: &mut Vec<libc::iovec>, mut cap: usize) {
@@ -108,6 +114,7 @@ fn truncate_iovecs(iov: &mut Vec<libc::iovec>, mut cap: usize) {
 
 /// Fills every buffer of `bufs`, in order, from `offset`. EOF before the end is an error.
 pub fn preadv_all(file: &File, bufs: &mut [&mut [u8]], mut offset: u64) -> io::Result<()> {
+    let lens: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
     let mut idx = 0usize;
     let mut skip = 0usize;
     let mut iov: Vec<libc::iovec> = Vec::with_capacity(bufs.len().min(IOV_MAX));
@@ -148,23 +155,8 @@ pub fn preadv_all(file: &File, bufs: &mut [&mut [u8]], mut offset: u64) -> io::R
                 "extent extends past end of file",
             ));
         }
-        let mut n = n as usize;
         offset += n as u64;
-        while n > 0 && idx < bufs.len() {
-            let left = bufs[idx].len() - skip;
-            if n >= left {
-                n -= left;
-                idx += 1;
-                skip = 0;
-            } else {
-                skip += n;
-                n = 0;
-            }
-        }
-        while idx < bufs.len() && bufs[idx].len() == skip {
-            idx += 1;
-            skip = 0;
-        }
+        advance(&lens, &mut idx, &mut skip, n as usize);
     }
     Ok(())
 }
