@@ -194,6 +194,20 @@ impl Store {
         Ok(self.delete_batch(&refs)? > 0)
     }
 
+    /// Deletes exactly these pages, leaving their descendants in place, with one logged frame
+    /// per 65536 pages; returns how many existed. For callers that run their own eviction
+    /// policy (the trace replayer mirrors LRU/Belady simulators, which allow orphans); every
+    /// other caller wants [`Store::delete`], which never leaves unreachable descendants.
+    ///
+    /// # Errors
+    /// Invalid key, or an I/O failure writing the tombstones.
+    pub fn remove_exact(&self, keys: &[&[u8]]) -> Result<usize> {
+        for k in keys {
+            key::validate(k)?;
+        }
+        self.delete_batch(keys)
+    }
+
     /// Appends every resident descendant of the keys in `keys` (breadth-first, bounded).
     pub(crate) fn collect_descendants(&self, keys: &mut Vec<Vec<u8>>) -> Result<()> {
         const MAX_CASCADE_PAGES: usize = 1 << 20;
