@@ -16,7 +16,7 @@ const WRITE_SHAPE: (usize, usize) = (4 << 20, 16);
 const READ_SHAPES: [(usize, usize); 2] = [(4 << 20, 16), (1 << 20, 32)];
 
 /// Device bandwidth in bytes per second.
-#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DeviceLimit {
     pub write_bytes_per_s: f64,
     pub read_bytes_per_s: f64,

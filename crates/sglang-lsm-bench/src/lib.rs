@@ -15,11 +15,16 @@
 //! - [`micro`]: put / cold get / probe throughput per page size against the device limit
 //!   ([`device`]) measured in the same run; [`scale`]: cost and memory from 100k to 10M pages.
 
+pub mod ablation;
+pub mod backend;
+pub mod compare;
 pub mod device;
+pub mod gen;
 pub mod micro;
 pub mod policy;
 mod quantile;
 pub mod replay;
+pub mod report;
 pub mod scale;
 pub mod trace;
 pub mod ttft;

@@ -62,6 +62,12 @@ pub struct ReplayArgs {
     /// Pace requests at trace time divided by this factor; without it, replay back to back.
     #[arg(long)]
     pub speedup: Option<f64>,
+    /// Bandwidth (bytes/s) the TTFT model loads hit pages at, instead of the bandwidth this
+    /// replay measured. The replay writes scaled-down blocks whose small reads understate what
+    /// the store reaches on real multi-megabyte pages; `compare --report` passes the cold-read
+    /// bandwidth it measured for our store at its largest page size.
+    #[arg(long)]
+    pub load_bytes_per_s: Option<f64>,
     /// Eviction policy the replayer enforces on the store.
     #[arg(long, value_enum, default_value_t = PolicyKind::Prefix)]
     pub policy: PolicyKind,
@@ -87,6 +93,7 @@ impl ReplayArgs {
             model: ModelKind::Llama3_8b,
             block_bytes: 64 << 10,
             speedup: None,
+            load_bytes_per_s: None,
             policy: PolicyKind::Prefix,
             json: None,
             dir: None,
@@ -110,6 +117,12 @@ impl ReplayArgs {
             2 * STAMP_BYTES,
             self.block_bytes
         );
+        if let Some(b) = self.load_bytes_per_s {
+            ensure!(
+                b.is_finite() && b > 0.0,
+                "--load-bytes-per-s must be a positive number, got {b}"
+            );
+        }
         if let Some(s) = self.speedup {
             ensure!(
                 s.is_finite() && s > 0.0,
@@ -165,7 +178,8 @@ pub struct ReplayReport {
     pub blocks_deleted: u64,
     /// Pages resident in the store at the end (equals the policy's cached blocks).
     pub store_pages: u64,
-    /// Value-log bytes on disk at the end (the store does not reclaim deleted pages yet).
+    /// Value-log bytes on disk at the end (the store's own capacity bound is off in replay:
+    /// the replayer's policy decides what stays).
     pub store_log_bytes: u64,
     pub wall_s: f64,
     /// Time inside `get_batch` for hits, summed over requests.
@@ -174,8 +188,11 @@ pub struct ReplayReport {
     pub put_s: f64,
     /// Time inside `delete`, summed.
     pub delete_s: f64,
-    /// `bytes_read / load_s`: the bandwidth the TTFT model scales real block sizes by.
+    /// `bytes_read / load_s`, measured in this replay at the scaled-down block size.
     pub read_bandwidth_bytes_per_s: f64,
+    /// Bandwidth the TTFT model loads hits at: `--load-bytes-per-s` if given, else the
+    /// measured `read_bandwidth_bytes_per_s`.
+    pub ttft_model_load_bytes_per_s: f64,
     /// Per-request `get_batch` latency over requests with at least one hit.
     pub load_latency_us_p50: f64,
     pub load_latency_us_p99: f64,
@@ -260,6 +277,14 @@ struct RequestSample {
 /// Bad arguments, an unreadable or malformed trace, any store I/O error, or an internal
 /// disagreement between the store and the policy (which would make the figures wrong).
 pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
+    run_detailed(args).map(|(report, _)| report)
+}
+
+/// [`run`], also returning the TTFT **model** of every request in trace order (for CDF plots).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_detailed(args: &ReplayArgs) -> anyhow::Result<(ReplayReport, Vec<f64>)> {
     args.validate()?;
     let trace = Trace::load(&args.trace, args.block_tokens)?;
     let stats = trace.stats();
@@ -384,9 +409,12 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
             // A block evicted and re-admitted within the same access stays in the store.
             if !policy.contains(*b) && in_store.remove(b) {
                 let key = keys.get(b).map(|k| k.as_bytes()).unwrap_or_default();
+                // Exactly this block: the simulated policies may leave orphans, and the store
+                // must mirror them (`delete` would also drop the block's descendants).
                 let existed = store
-                    .delete(key)
-                    .with_context(|| format!("delete of block {b} (request {ri})"))?;
+                    .remove_exact(&[key])
+                    .with_context(|| format!("delete of block {b} (request {ri})"))?
+                    == 1;
                 ensure!(
                     existed,
                     "request {ri}: evicted block {b} was not in the store"
@@ -458,11 +486,12 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
     let bytes_read = blocks_read * args.block_bytes;
 
     // TTFT model: real hit bytes at the bandwidth this replay measured.
-    let bandwidth = if load_total.is_zero() {
+    let measured_bandwidth = if load_total.is_zero() {
         0.0
     } else {
         bytes_read as f64 / load_total.as_secs_f64()
     };
+    let bandwidth = args.load_bytes_per_s.unwrap_or(measured_bandwidth);
     let mut ttft = Vec::with_capacity(samples.len());
     let mut no_cache = 0.0;
     let mut timely = 0u64;
@@ -518,7 +547,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
         load_s: load_total.as_secs_f64(),
         put_s: put_total.as_secs_f64(),
         delete_s: delete_total.as_secs_f64(),
-        read_bandwidth_bytes_per_s: bandwidth,
+        read_bandwidth_bytes_per_s: measured_bandwidth,
+        ttft_model_load_bytes_per_s: bandwidth,
         load_latency_us_p50: quantile(&load_lat_us, 0.5),
         load_latency_us_p99: quantile(&load_lat_us, 0.99),
         ttft_model_mean_s: ttft.iter().sum::<f64>() / n_req,
@@ -534,5 +564,5 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
         std::fs::write(path, text + "\n")
             .with_context(|| format!("writing the report to {}", path.display()))?;
     }
-    Ok(report)
+    Ok((report, ttft))
 }

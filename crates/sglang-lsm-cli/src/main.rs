@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sglang_lsm_bench::{micro, scale, ReplayArgs};
+use sglang_lsm_bench::{compare, gen, micro, scale, ReplayArgs};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,12 @@ enum Command {
     Bench(micro::BenchArgs),
     /// Scale sweep: per-operation cost and RSS from 100k to 10M records.
     BenchScale(scale::ScaleArgs),
+    /// Every store side by side (ours, file-per-page baselines, lsm-inline, RocksDB if built)
+    /// against the device limit: page sizes, object-count sweep, ablations; --report DIR
+    /// writes markdown and PNG plots.
+    Compare(compare::CompareArgs),
+    /// Generate a workload trace (staged phases or multi-turn conversations) for `replay`.
+    Gen(gen::GenArgs),
     /// Replay a Mooncake-format trace against a real store under a capacity and policy.
     Replay(ReplayArgs),
     /// Read every live page, check its checksum, print `verified=N corrupt=M` (exit 1 if M > 0).
@@ -40,8 +46,11 @@ enum Command {
         /// Store directory.
         dir: PathBuf,
         /// Print JSON instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prometheus")]
         json: bool,
+        /// Print Prometheus text exposition (for a textfile collector).
+        #[arg(long)]
+        prometheus: bool,
     },
 }
 
@@ -64,9 +73,15 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => micro::run(&args),
         Command::BenchScale(args) => scale::run(&args),
+        Command::Compare(args) => compare::run(&args),
+        Command::Gen(args) => gen::run(&args),
         Command::Replay(args) => cmd::replay(&args),
         Command::Verify { dir } => cmd::verify(&dir),
-        Command::Stats { dir, json } => cmd::stats(&dir, json),
+        Command::Stats {
+            dir,
+            json,
+            prometheus,
+        } => cmd::stats(&dir, json, prometheus),
     };
     match result {
         Ok(code) => code,

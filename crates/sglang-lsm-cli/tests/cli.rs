@@ -53,6 +53,24 @@ fn stats_json_is_machine_readable() {
 }
 
 #[test]
+fn stats_prometheus_prints_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_store(dir.path(), 2);
+    let out = bin()
+        .args(["stats", "--prometheus"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("sglang_lsm_pages 2"), "{text}");
+    assert!(
+        text.contains("# TYPE sglang_lsm_get_hits_total counter"),
+        "{text}"
+    );
+}
+
+#[test]
 fn clear_errors_for_wrong_or_locked_directories() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = bin().arg("verify").arg(dir.path()).output().expect("run");

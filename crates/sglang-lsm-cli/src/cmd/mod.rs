@@ -48,9 +48,13 @@ pub fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `sglang-lsm stats DIR [--json]`.
-pub fn stats(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+/// `sglang-lsm stats DIR [--json | --prometheus]`.
+pub fn stats(dir: &Path, json: bool, prometheus: bool) -> anyhow::Result<ExitCode> {
     let store = open(dir)?;
+    if prometheus {
+        print!("{}", store.metrics_text());
+        return Ok(ExitCode::SUCCESS);
+    }
     let stats = store.stats();
     let segments = store.segment_usage();
     if json {
