@@ -228,9 +228,9 @@ fn check_all(dir: &std::path::Path, logs: &BTreeMap<u32, RoundLog>) -> usize {
                 let got = store.get(k.as_bytes()).expect("get");
                 let in_deleted_part = i >= DELETED_FROM;
                 let deleted_acked = in_deleted_part && log.deleted.contains(&batch);
-                // A delete issued after the last ACK may or may not have landed.
-                let delete_maybe =
-                    in_deleted_part && batch + 2 == log.acked + 1 && log.acked % 5 == 0;
+                // The delete issued right after ACK (acked-1) targets batch (acked-1)-2 when
+                // (acked-1) % 5 == 4; killed before its DEL line, it may or may not have landed.
+                let delete_maybe = in_deleted_part && batch + 3 == log.acked && log.acked % 5 == 0;
                 match got {
                     Some(bytes) => {
                         assert_eq!(

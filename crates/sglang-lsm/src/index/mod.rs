@@ -19,6 +19,7 @@ use crate::key::Fingerprint;
 pub use record::IndexRecord;
 
 const PRIMARY: u8 = 0x01;
+const READ_NEWEST_SEQNO: u64 = 0x7FFF_FFFF_FFFF_FFFF;
 const CHILDREN: u8 = 0x02;
 
 fn primary_key(key: &[u8]) -> Vec<u8> {
@@ -69,7 +70,17 @@ impl Index {
         self.tree.get_highest_persisted_seqno()
     }
 
+    /// Reads see the newest version of everything: the store needs no snapshots (publication
+    /// is ordered by the log's writer lock). Reading at `visible` instead raced with version
+    /// GC: a flush or compaction could drop the last tree version older than a reader's
+    /// snapshot and lsm-tree panics ("should always find a SuperVersion"; seen under the
+    /// bounded SIGKILL test). The top bit of a sequence number is reserved by lsm-tree.
     fn read_seqno(&self) -> u64 {
+        READ_NEWEST_SEQNO
+    }
+
+    /// Versions and entries older than this may be garbage-collected by flushes/compactions.
+    fn gc_seqno(&self) -> u64 {
         self.visible.get()
     }
 
@@ -163,7 +174,7 @@ impl Index {
     /// Flushes sealed memtables to tables.
     pub fn flush_sealed(&self) -> Result<()> {
         let lock = self.tree.get_flush_lock();
-        self.tree.flush(&lock, self.read_seqno())?;
+        self.tree.flush(&lock, self.gc_seqno())?;
         Ok(())
     }
 
@@ -172,7 +183,7 @@ impl Index {
         let strategy = lsm_tree::compaction::Leveled::default()
             .with_level_ratio_policy(vec![level_ratio])
             .with_l0_threshold(l0_threshold);
-        self.tree.compact(Arc::new(strategy), self.read_seqno())?;
+        self.tree.compact(Arc::new(strategy), self.gc_seqno())?;
         Ok(())
     }
 

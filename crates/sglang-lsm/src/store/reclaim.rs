@@ -160,6 +160,14 @@ impl Inner {
         out.relocated_bytes = bytes;
         let emptied = !self.residency.read().segments().contains_key(&victim);
         if emptied {
+            // The victim's frames may carry effects the index has not persisted yet — above
+            // all Delete frames for pages evicted from *other* segments. Deleting the file
+            // would drop them from replay and resurrect stale records after a crash (found by
+            // the bounded SIGKILL test), so persist the index up to the victim first.
+            let newest = self.vlog.frames(victim).iter().map(|(_, h)| h.seqno).max();
+            if newest > self.index.persisted_seqno() {
+                self.flush_index()?;
+            }
             self.vlog.remove_segment(victim)?;
             out.freed_bytes = before;
             Counters::add(&self.counters.segments_reclaimed, 1);
