@@ -1,5 +1,5 @@
 //! The in-memory residency set: which pages exist, where, and the eviction state the
-//! reclaimer needs (referenced bit, resident-children count, per-segment live bytes).
+//! reclaimer needs (referenced bit, resident-children count, per-segment live bytes and age).
 //!
 //! Why in memory: `probe` of 128 keys must answer in microseconds, and SGLang probes on every
 //! request. One entry is 24 bytes (fingerprint + slot) in a table kept at most 3/4 full, so
@@ -55,14 +55,6 @@ impl Slot {
     pub fn referenced(self) -> bool {
         self.flags & REFERENCED != 0
     }
-
-    /// Whether reclaiming its segment normally relocates this page instead of evicting it: it
-    /// was referenced since written, or it has resident children (evicting it would orphan
-    /// them). Drives the per-segment `keep_bytes`.
-    #[must_use]
-    pub fn keep(self) -> bool {
-        self.referenced() || self.children > 0
-    }
 }
 
 /// Per-segment accounting.
@@ -70,8 +62,6 @@ impl Slot {
 pub struct SegmentMeta {
     /// Aligned payload bytes of resident pages.
     pub live_bytes: u64,
-    /// Live bytes of pages with [`Slot::keep`]: what reclaiming this segment would rewrite.
-    pub keep_bytes: u64,
     /// Smallest write sequence number of a page placed here (its age).
     pub first_seqno: u64,
 }
@@ -106,13 +96,9 @@ impl Residency {
     fn account(&mut self, slot: Slot, seqno: u64) {
         let meta = self.segments.entry(slot.segment_id).or_insert(SegmentMeta {
             live_bytes: 0,
-            keep_bytes: 0,
             first_seqno: seqno,
         });
         meta.live_bytes += slot.bytes();
-        if slot.keep() {
-            meta.keep_bytes += slot.bytes();
-        }
         meta.first_seqno = meta.first_seqno.min(seqno);
         self.live_bytes += slot.bytes();
     }
@@ -120,34 +106,11 @@ impl Residency {
     fn unaccount(&mut self, slot: Slot) {
         if let Some(meta) = self.segments.get_mut(&slot.segment_id) {
             meta.live_bytes = meta.live_bytes.saturating_sub(slot.bytes());
-            if slot.keep() {
-                meta.keep_bytes = meta.keep_bytes.saturating_sub(slot.bytes());
-            }
             if meta.live_bytes == 0 {
                 self.segments.remove(&slot.segment_id);
             }
         }
         self.live_bytes = self.live_bytes.saturating_sub(slot.bytes());
-    }
-
-    /// Changes a resident slot in place, keeping `keep_bytes` in step.
-    fn modify(&mut self, fp: Fingerprint, f: impl FnOnce(&mut Slot)) {
-        let Some(old) = self.pages.get(fp) else {
-            return;
-        };
-        let mut new = old;
-        f(&mut new);
-        debug_assert_eq!(old.segment_id, new.segment_id, "modify never moves a page");
-        self.pages.update(fp, |s| *s = new);
-        if old.keep() != new.keep() {
-            if let Some(meta) = self.segments.get_mut(&old.segment_id) {
-                if new.keep() {
-                    meta.keep_bytes += old.bytes();
-                } else {
-                    meta.keep_bytes = meta.keep_bytes.saturating_sub(old.bytes());
-                }
-            }
-        }
     }
 
     /// Records a new page written at `seqno`; returns false (and changes nothing) if it was
@@ -158,7 +121,8 @@ impl Residency {
         }
         self.account(slot, seqno);
         if parent != NO_PARENT {
-            self.modify(parent, |p| p.children = p.children.saturating_add(1));
+            self.pages
+                .update(parent, |p| p.children = p.children.saturating_add(1));
         }
         true
     }
@@ -183,7 +147,7 @@ impl Residency {
     /// Marks pages as referenced (a read hit or a re-put).
     pub fn touch(&mut self, fps: impl IntoIterator<Item = Fingerprint>) {
         for fp in fps {
-            self.modify(fp, |s| s.flags |= REFERENCED);
+            self.pages.update(fp, |s| s.flags |= REFERENCED);
         }
     }
 
@@ -192,7 +156,8 @@ impl Residency {
         let slot = self.pages.remove(fp)?;
         self.unaccount(slot);
         if parent != NO_PARENT {
-            self.modify(parent, |p| p.children = p.children.saturating_sub(1));
+            self.pages
+                .update(parent, |p| p.children = p.children.saturating_sub(1));
         }
         Some(slot)
     }
@@ -201,7 +166,8 @@ impl Residency {
     pub fn count_children(&mut self, links: &[(Fingerprint, Fingerprint)]) {
         for &(child, parent) in links {
             if parent != NO_PARENT && self.pages.contains(child) {
-                self.modify(parent, |p| p.children = p.children.saturating_add(1));
+                self.pages
+                    .update(parent, |p| p.children = p.children.saturating_add(1));
             }
         }
     }
@@ -249,13 +215,10 @@ mod tests {
             r.segments()[&3],
             SegmentMeta {
                 live_bytes: 3 * 4096,
-                keep_bytes: 2 * 4096,
                 first_seqno: 7
-            },
-            "page 10 has a child, so it is kept"
+            }
         );
         r.touch([10, 11]);
-        assert_eq!(r.segments()[&3].keep_bytes, 3 * 4096);
         assert!(r.slot(10).is_some_and(Slot::referenced));
         assert!(r.relocate(10, Slot::new(5, 5000), 20));
         let moved = r.slot(10).expect("resident");
@@ -264,11 +227,7 @@ mod tests {
             (5, 1, false)
         );
         assert_eq!(r.segments()[&3].live_bytes, 4096);
-        assert_eq!(
-            r.segments()[&5].keep_bytes,
-            2 * 4096,
-            "children survive relocation"
-        );
+        assert_eq!(r.segments()[&5].live_bytes, 2 * 4096);
         assert_eq!(r.remove(11, 10).map(|s| s.segment_id), Some(3));
         assert_eq!(r.slot(10).map(|s| s.children), Some(0));
         assert!(!r.segments().contains_key(&3), "empty segments drop out");
