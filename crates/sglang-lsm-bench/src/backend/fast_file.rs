@@ -16,13 +16,13 @@
 //! - `sync` is one `syncfs`, not an fsync per file.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
 use sglang_lsm::io::{preadv_all, pwritev_all, FaultInjector, IO_ALIGN};
 
-use super::file::{exists, syncfs, Layout, Namer};
+use super::file::{exists, open_page, syncfs, Layout, Namer};
 use super::{check_get, check_put, parts_len, KvBackend};
 
 /// Knobs of [`FastFile`].
@@ -119,18 +119,9 @@ impl FastFile {
 
     fn get_one(&self, key: &[u8], parts: &mut [&mut [u8]]) -> anyhow::Result<bool> {
         let path = self.namer.path(key);
-        let f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        let Some(f) = open_page(&path, parts_len(parts))? else {
+            return Ok(false);
         };
-        let want = parts_len(parts);
-        let have = f.metadata()?.size();
-        anyhow::ensure!(
-            have == want as u64,
-            "{}: page holds {have} bytes but the buffers take {want}",
-            path.display()
-        );
         preadv_all(&f, parts, 0).with_context(|| format!("reading {}", path.display()))?;
         Ok(true)
     }

@@ -126,6 +126,22 @@ impl Namer {
     }
 }
 
+/// Opens a page file and checks it holds `want` bytes; `None` if there is no such page.
+pub(crate) fn open_page(path: &Path, want: usize) -> anyhow::Result<Option<File>> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    let have = f.metadata()?.size();
+    anyhow::ensure!(
+        have == want as u64,
+        "{}: page holds {have} bytes but the buffers take {want}",
+        path.display()
+    );
+    Ok(Some(f))
+}
+
 pub(crate) fn exists(path: &Path) -> anyhow::Result<bool> {
     match std::fs::metadata(path) {
         Ok(_) => Ok(true),
@@ -196,18 +212,10 @@ impl FileStore {
         staging: &mut Vec<u8>,
     ) -> anyhow::Result<bool> {
         let path = self.namer.path(key);
-        let mut f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
-        };
         let want = parts_len(parts);
-        let have = f.metadata()?.size();
-        anyhow::ensure!(
-            have == want as u64,
-            "{}: page holds {have} bytes but the buffers take {want}",
-            path.display()
-        );
+        let Some(mut f) = open_page(&path, want)? else {
+            return Ok(false);
+        };
         staging.resize(want, 0);
         f.read_exact(staging)
             .with_context(|| format!("reading {}", path.display()))?;

@@ -18,7 +18,7 @@ use lsm_tree::{AbstractTree, AnyTree, Config, Guard, SequenceNumberCounter};
 use parking_lot::{Mutex, RwLock};
 
 use super::fast_file::par_map;
-use super::{check_get, check_put, fnv1a64, parts_len, scatter, KvBackend};
+use super::{check_get, check_put, fill_parts, fnv1a64, parts_len, KvBackend};
 
 /// Memtable size that triggers a rotation and flush.
 const MEMTABLE_BYTES: u64 = 64 << 20;
@@ -141,14 +141,7 @@ impl KvBackend for LsmInline {
             let Some(v) = self.tree.get(*k, seq)? else {
                 return Ok(false);
             };
-            let want = parts_len(parts);
-            anyhow::ensure!(
-                v.len() == want,
-                "page holds {} bytes but the buffers take {want}",
-                v.len()
-            );
-            scatter(&v, parts);
-            Ok(true)
+            fill_parts(&v, parts)
         })
     }
 

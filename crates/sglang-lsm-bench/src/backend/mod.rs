@@ -181,6 +181,19 @@ pub(crate) fn scatter(src: &[u8], parts: &mut [&mut [u8]]) {
     }
 }
 
+/// Copies a stored page into the caller's parts after checking the sizes agree (the shared
+/// tail of every key-value store's get). Returns `Ok(true)`: the page was found.
+pub(crate) fn fill_parts(page: &[u8], parts: &mut [&mut [u8]]) -> anyhow::Result<bool> {
+    let want = parts_len(parts);
+    anyhow::ensure!(
+        page.len() == want,
+        "page holds {} bytes but the buffers take {want}",
+        page.len()
+    );
+    scatter(page, parts);
+    Ok(true)
+}
+
 /// 64-bit FNV-1a: a stable, dependency-free hash for directory sharding (std's hasher is
 /// randomly seeded per process, which would move files between runs).
 pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {

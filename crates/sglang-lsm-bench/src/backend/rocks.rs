@@ -19,7 +19,7 @@ use rocksdb::{
 };
 
 use super::fast_file::par_map;
-use super::{check_get, check_put, parts_len, scatter, KvBackend};
+use super::{check_get, check_put, fill_parts, parts_len, KvBackend};
 
 const META_CF: &str = "meta";
 const READ_THREADS: usize = 8;
@@ -128,14 +128,7 @@ impl KvBackend for Rocks {
             let Some(v) = self.db.get_pinned_cf(cf, k)? else {
                 return Ok(false);
             };
-            let want = parts_len(parts);
-            anyhow::ensure!(
-                v.len() == want,
-                "page holds {} bytes but the buffers take {want}",
-                v.len()
-            );
-            scatter(&v, parts);
-            Ok(true)
+            fill_parts(&v, parts)
         })
     }
 
