@@ -57,6 +57,9 @@ pub struct StoreConfig {
     pub memtable_bytes: u64,
     /// Threads used to run scattered reads of one `get_batch` in parallel.
     pub read_threads: usize,
+    /// Merge neighbouring extents of one batch into one vectored read. Off reads every page
+    /// with its own I/O (the coalescing ablation in the benchmarks).
+    pub coalesce_reads: bool,
     /// Adjacent extents closer than this are read with one I/O (the gap is read and dropped).
     pub coalesce_gap_bytes: u64,
     /// Upper bound on one coalesced read.
@@ -83,6 +86,7 @@ impl Default for StoreConfig {
             segment_bytes: 256 << 20,
             memtable_bytes: 16 << 20,
             read_threads: 8,
+            coalesce_reads: true,
             coalesce_gap_bytes: 64 << 10,
             max_io_bytes: 4 << 20,
             index_cache_bytes: 64 << 20,

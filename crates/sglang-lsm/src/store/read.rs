@@ -144,9 +144,10 @@ impl Store {
     fn coalesce<'b, 'a>(&self, reads: Vec<PageRead<'b, 'a>>) -> Vec<IoPlan<'b, 'a>> {
         let gap_max = self.inner.config.coalesce_gap_bytes;
         let io_max = self.inner.config.max_io_bytes;
+        let enabled = self.inner.config.coalesce_reads;
         let mut plans: Vec<IoPlan<'b, 'a>> = Vec::new();
         for r in reads {
-            if let Some(cur) = plans.last_mut() {
+            if let Some(cur) = plans.last_mut().filter(|_| enabled) {
                 let end = cur.end();
                 let joins = cur.segment_id == r.rec.segment_id
                     && r.rec.offset >= end
