@@ -269,6 +269,19 @@ def test_options_come_from_extra_config(tmp_path):
     backend.close()
 
 
+def test_adaptive_controller_can_be_switched_off_from_extra_config(tmp_path):
+    on = HiCacheLSM(make_config(tmp_path / "on"), {})
+    assert on.engine_stats()["controller"]["adaptive"] is True
+    on.close()
+    off = HiCacheLSM(
+        make_config(tmp_path / "off", extra={"adaptive": False, "l0_threshold": 8}), {}
+    )
+    stats = off.engine_stats()
+    assert stats["controller"]["adaptive"] is False
+    assert stats["controller"]["knobs"]["l0_threshold"] == 8
+    off.close()
+
+
 @pytest.mark.parametrize(
     "extra, match",
     [

@@ -192,6 +192,18 @@ def test_overlapping_destinations_are_rejected(store):
         store.get_batch(["a", "b"], [buf, buf])
 
 
+def test_adaptive_false_keeps_hand_set_knobs(tmp_path):
+    with sglang_lsm.Store(
+        tmp_path / "kv", adaptive=False, memtable_bytes=8 << 20, level_ratio=4
+    ) as s:
+        ctl = s.stats()["controller"]
+        assert ctl["adaptive"] is False
+        assert ctl["knobs"]["memtable_bytes"] == 8 << 20
+        assert ctl["knobs"]["level_ratio"] == 4
+    with pytest.raises(InvalidArgumentError, match="l0_threshold"):
+        sglang_lsm.Store(tmp_path / "kv2", l0_threshold=1)
+
+
 def test_unknown_option_is_rejected(tmp_path):
     with pytest.raises(InvalidArgumentError, match="capacity_gigs"):
         sglang_lsm.Store(tmp_path / "kv", capacity_gigs=1)

@@ -53,8 +53,18 @@ pub struct StoreConfig {
     pub direct_read: bool,
     /// Value-log segment size; a segment is the unit of space reclamation.
     pub segment_bytes: u64,
-    /// Active memtable size that triggers a flush of the index.
+    /// Active memtable size that triggers a flush of the index. A starting value: the
+    /// controller retunes it while `adaptive` is on.
     pub memtable_bytes: u64,
+    /// Index L0 runs that trigger a leveled compaction (starting value, like all knobs).
+    pub l0_threshold: u8,
+    /// Size ratio between adjacent index levels (starting value).
+    pub level_ratio: u32,
+    /// Let the controller retune the runtime knobs (memtable size, compaction parameters,
+    /// reclamation budget) from the observed workload. Off: the configured values stay.
+    pub adaptive: bool,
+    /// How often the controller observes the workload (one window per tick).
+    pub controller_interval_ms: u64,
     /// Threads used to run scattered reads of one `get_batch` in parallel.
     pub read_threads: usize,
     /// Merge neighbouring extents of one batch into one vectored read. Off reads every page
@@ -85,6 +95,10 @@ impl Default for StoreConfig {
             direct_read: false,
             segment_bytes: 256 << 20,
             memtable_bytes: 16 << 20,
+            l0_threshold: 4,
+            level_ratio: 10,
+            adaptive: true,
+            controller_interval_ms: 1000,
             read_threads: 8,
             coalesce_reads: true,
             coalesce_gap_bytes: 64 << 10,
@@ -128,6 +142,18 @@ impl StoreConfig {
         check(
             (64 << 10..=1 << 30).contains(&self.memtable_bytes),
             "memtable_bytes must be between 64 KiB and 1 GiB",
+        )?;
+        check(
+            (2..=64).contains(&self.l0_threshold),
+            "l0_threshold must be between 2 and 64",
+        )?;
+        check(
+            (2..=64).contains(&self.level_ratio),
+            "level_ratio must be between 2 and 64",
+        )?;
+        check(
+            (100..=60_000).contains(&self.controller_interval_ms),
+            "controller_interval_ms must be between 100 and 60000",
         )?;
         check(
             (1..=64).contains(&self.read_threads),

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod config;
+pub mod controller;
 pub mod error;
 pub mod index;
 pub mod io;

@@ -193,6 +193,16 @@ impl Index {
         self.tree.l0_run_count()
     }
 
+    /// Sorted runs a point lookup may probe: memtables, L0 tables, and non-empty deeper
+    /// levels (the cost model's `lookup_runs`).
+    #[must_use]
+    pub fn lookup_runs(&self) -> usize {
+        let deeper = (1..7)
+            .filter(|&l| self.tree.level_table_count(l).is_some_and(|n| n > 0))
+            .count();
+        1 + self.tree.sealed_memtable_count() + self.tree.l0_run_count() + deeper
+    }
+
     /// Index bytes on disk.
     #[must_use]
     pub fn disk_bytes(&self) -> u64 {

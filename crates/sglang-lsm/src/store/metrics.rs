@@ -115,6 +115,7 @@ impl Store {
             st.background_errors,
         );
 
+        controller_metrics(&mut out, &st.controller);
         let usage = self.segment_usage();
         let _ = writeln!(
             out,
@@ -151,6 +152,64 @@ impl Store {
     }
 }
 
+/// The controller's knobs in force, decisions, and its latest prediction vs measurement.
+fn controller_metrics(out: &mut String, c: &crate::controller::ControllerStats) {
+    let mut gauge = |name: &str, help: &str, v: f64| {
+        let _ = writeln!(out, "# HELP sglang_lsm_controller_{name} {help}");
+        let _ = writeln!(out, "# TYPE sglang_lsm_controller_{name} gauge");
+        let _ = writeln!(out, "sglang_lsm_controller_{name} {v}");
+    };
+    gauge(
+        "adaptive",
+        "1 when the controller may retune knobs.",
+        f64::from(u8::from(c.adaptive)),
+    );
+    if let Some(k) = &c.knobs {
+        gauge(
+            "memtable_bytes",
+            "Memtable flush trigger in force.",
+            k.memtable_bytes as f64,
+        );
+        gauge(
+            "l0_threshold",
+            "Index L0 compaction trigger in force.",
+            f64::from(k.l0_threshold),
+        );
+        gauge(
+            "level_ratio",
+            "Index level size ratio in force.",
+            f64::from(k.level_ratio),
+        );
+        gauge(
+            "reclaim_bytes_per_s",
+            "Background reclamation budget in force.",
+            k.reclaim_bytes_per_s as f64,
+        );
+    }
+    if let Some(w) = &c.last_window {
+        gauge(
+            "predicted_index_busy_fraction",
+            "Cost model: index flush+compaction time per second, last window.",
+            w.predicted.index_busy_frac,
+        );
+        gauge(
+            "measured_index_busy_fraction",
+            "Measured index flush+compaction time per second, last window.",
+            w.window.index_busy_frac,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sglang_lsm_controller_decisions_total Knob changes made by the controller."
+    );
+    let _ = writeln!(out, "# TYPE sglang_lsm_controller_decisions_total counter");
+    let _ = writeln!(
+        out,
+        "sglang_lsm_controller_decisions_total {}",
+        c.decisions_total
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{Store, StoreConfig};
@@ -165,6 +224,11 @@ mod tests {
         let text = s.metrics_text();
         assert!(text.contains("sglang_lsm_put_pages_total 2"), "{text}");
         assert!(text.contains("sglang_lsm_pages 2"), "{text}");
+        assert!(text.contains("sglang_lsm_controller_adaptive 1"), "{text}");
+        assert!(
+            text.contains("sglang_lsm_controller_l0_threshold 4"),
+            "{text}"
+        );
         assert!(
             text.contains("sglang_lsm_segment_live_fraction_bucket{le=\"+Inf\"} 1"),
             "{text}"

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::config::StoreConfig;
+use crate::controller::{Controller, Decision, Knobs, LiveKnobs, WindowRecord};
 use crate::error::Result;
 use crate::index::{Index, IndexRecord};
 use crate::io::FaultInjector;
@@ -50,6 +51,9 @@ pub(crate) struct Inner {
     residency: RwLock<Residency>,
     counters: Counters,
     maintenance: maintenance::Signal,
+    /// Runtime knobs: set from the config, retuned by the controller when `adaptive`.
+    knobs: LiveKnobs,
+    controller: parking_lot::Mutex<Controller>,
 }
 
 /// A KV-cache page store. `Send + Sync`: share it with `Arc` across threads.
@@ -152,8 +156,12 @@ impl Store {
                 usize::try_from(config.admission_ghost_pages).unwrap_or(usize::MAX),
             ))
         });
+        let knobs = LiveKnobs::new(Knobs::from_config(&config));
+        let controller = parking_lot::Mutex::new(Controller::new(config.adaptive));
         let inner = Arc::new(Inner {
             dir,
+            knobs,
+            controller,
             config,
             segment_bytes,
             reclaim_lock: parking_lot::Mutex::new(()),
@@ -200,6 +208,25 @@ impl Store {
         self.inner.stats()
     }
 
+    /// The runtime knobs in force (the configured ones unless the controller changed them).
+    #[must_use]
+    pub fn knobs(&self) -> Knobs {
+        self.inner.knobs.get()
+    }
+
+    /// The controller's recent busy windows: what was measured, under which knobs, and what
+    /// the cost model predicted (newest last, at most `controller::monitor::WINDOWS_KEPT`).
+    #[must_use]
+    pub fn controller_history(&self) -> Vec<WindowRecord> {
+        self.inner.controller.lock().history()
+    }
+
+    /// The controller's recent knob changes with their justification (newest last).
+    #[must_use]
+    pub fn controller_decisions(&self) -> Vec<Decision> {
+        self.inner.controller.lock().decisions()
+    }
+
     /// The fault injector shared by every write path (tests only).
     #[doc(hidden)]
     #[must_use]
@@ -218,6 +245,10 @@ impl Drop for Store {
             tracing::error!(error = %e, "flush on close failed; the next open replays the log");
         }
     }
+}
+
+pub(crate) fn elapsed_us(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 fn rebuild_residency(index: &Index, vlog: &ValueLog) -> Result<Residency> {
@@ -252,7 +283,9 @@ impl Inner {
             let _w = self.vlog.lock_writer();
             self.index.rotate();
         }
+        let started = std::time::Instant::now();
         self.index.flush_sealed()?;
+        Counters::add(&self.counters.index_busy_us, elapsed_us(started));
         Counters::add(&self.counters.index_flushes, 1);
         Ok(())
     }
@@ -296,6 +329,8 @@ impl Inner {
             relocated_pages: c.relocated_pages.load(Relaxed),
             relocated_bytes: c.relocated_bytes.load(Relaxed),
             evicted_pages: c.evicted_pages.load(Relaxed),
+            index_busy_us: c.index_busy_us.load(Relaxed),
+            controller: self.controller.lock().stats(self.knobs.get()),
             write_amplification: {
                 let put = c.put_bytes.load(Relaxed);
                 if put == 0 {

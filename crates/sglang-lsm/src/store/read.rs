@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use super::stats::Counters;
 use super::Store;
+use crate::controller::latency::Timer;
 use crate::error::{key_display, Error, Result};
 use crate::index::IndexRecord;
 use crate::io::AlignedBuf;
@@ -71,6 +72,7 @@ impl Store {
             key::validate(k)?;
         }
         let inner = &self.inner;
+        let _timer = Timer::start(&inner.counters.get_latency);
         Counters::add(&inner.counters.get_pages, keys.len() as u64);
         let mut found: Vec<Option<IndexRecord>> = vec![None; keys.len()];
         {
@@ -80,8 +82,17 @@ impl Store {
                     .filter(|&i| r.contains(fingerprint(keys[i])))
                     .collect()
             };
+            let started = std::time::Instant::now();
+            let runs = inner.index.lookup_runs() as u64;
+            let lookups = candidates.len() as u64;
             for i in candidates {
                 found[i] = inner.index.get(keys[i])?;
+            }
+            if lookups > 0 {
+                // The controller fits lookup cost against runs probed (docs/CONTROLLER.md).
+                Counters::add(&inner.counters.index_lookups, lookups);
+                Counters::add(&inner.counters.index_lookup_runs, lookups * runs);
+                Counters::add(&inner.counters.index_lookup_us, super::elapsed_us(started));
             }
         }
         for (i, rec) in found.iter().enumerate() {
@@ -142,7 +153,7 @@ impl Store {
     }
 
     fn coalesce<'b, 'a>(&self, reads: Vec<PageRead<'b, 'a>>) -> Vec<IoPlan<'b, 'a>> {
-        let gap_max = self.inner.config.coalesce_gap_bytes;
+        let gap_max = self.inner.knobs.coalesce_gap_bytes();
         let io_max = self.inner.config.max_io_bytes;
         let enabled = self.inner.config.coalesce_reads;
         let mut plans: Vec<IoPlan<'b, 'a>> = Vec::new();
@@ -169,7 +180,7 @@ impl Store {
     fn execute(&self, keys: &[&[u8]], plans: Vec<IoPlan<'_, '_>>) -> Vec<(usize, Outcome)> {
         Counters::add(&self.inner.counters.read_ios, plans.len() as u64);
         let total: u64 = plans.iter().map(|p| p.end() - p.start()).sum();
-        let threads = self.inner.config.read_threads.min(plans.len());
+        let threads = self.inner.knobs.read_threads().min(plans.len());
         if threads <= 1 || (total < PARALLEL_MIN_BYTES && plans.len() < PARALLEL_MIN_IOS) {
             return plans
                 .into_iter()

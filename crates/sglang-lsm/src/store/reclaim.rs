@@ -54,6 +54,11 @@ impl RateLimiter {
         }
     }
 
+    /// Changes the budget (the controller retunes it); accrued allowance is kept.
+    pub fn set_rate(&mut self, bytes_per_s: u64) {
+        self.bytes_per_s = bytes_per_s.max(1) as f64;
+    }
+
     /// Waits until `bytes` fit the budget (at most one second of burst is kept).
     pub fn consume(&mut self, bytes: u64) {
         let now = Instant::now();

@@ -4,9 +4,21 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
+use crate::controller::latency::LatencyHistogram;
+use crate::controller::ControllerStats;
+
 /// Monotonic counters, updated with relaxed atomics on the hot paths.
-#[derive(Default, Debug)]
+#[derive(Default)]
 pub struct Counters {
+    /// `put_batch` and `get_batch` call latencies (the controller's monitor reads them).
+    pub put_latency: LatencyHistogram,
+    pub get_latency: LatencyHistogram,
+    /// Time the index spent flushing and compacting, us.
+    pub index_busy_us: AtomicU64,
+    /// Index point lookups by `get_batch`, their time, and runs probed (summed per lookup).
+    pub index_lookups: AtomicU64,
+    pub index_lookup_us: AtomicU64,
+    pub index_lookup_runs: AtomicU64,
     pub put_pages: AtomicU64,
     pub put_bytes: AtomicU64,
     pub put_existing_pages: AtomicU64,
@@ -101,4 +113,9 @@ pub struct StoreStats {
     pub evicted_pages: u64,
     /// `(put_bytes + relocated_bytes) / put_bytes`: value-log write amplification.
     pub write_amplification: f64,
+    /// Time the index spent flushing and compacting, us.
+    pub index_busy_us: u64,
+    /// The adaptive controller: knobs in force, workload, calibration, last window and
+    /// decision.
+    pub controller: ControllerStats,
 }

@@ -3,6 +3,7 @@
 use super::residency::Slot;
 use super::stats::Counters;
 use super::Store;
+use crate::controller::latency::Timer;
 use crate::error::{key_display, Error, Result};
 use crate::index::IndexRecord;
 use crate::key::{self, fingerprint, Fingerprint};
@@ -56,6 +57,7 @@ impl Store {
     ) -> Result<Vec<bool>> {
         validate_put(keys, values, prefix_keys)?;
         let inner = &self.inner;
+        let _timer = Timer::start(&inner.counters.put_latency);
         let parents = key::parents(keys, prefix_keys);
         let fps: Vec<Fingerprint> = keys.iter().map(|k| fingerprint(k)).collect();
         let mut results = vec![true; keys.len()];

@@ -1,0 +1,345 @@
+//! The adaptive controller (docs/CONTROLLER.md): watches the workload through [`Monitor`],
+//! predicts the cost of candidate knob settings with the [`cost`] model, and installs the
+//! cheapest when it beats the current one by a margin.
+//!
+//! It is pure logic: the store hands it an [`Observation`] once per tick and applies the
+//! [`Knobs`] it returns, so the policy is unit-testable without disks or threads. With
+//! `adaptive = false` it still observes and predicts (so `stats` can show predicted vs
+//! measured cost for a hand-tuned store) but never changes a knob.
+
+pub mod cost;
+pub mod knobs;
+pub mod latency;
+pub mod monitor;
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use cost::{Calibration, Prediction, Workload};
+pub use knobs::{Knobs, LiveKnobs, BOUNDS};
+pub use monitor::{Monitor, Observation, Window};
+
+/// Busy windows a setting stays in force before the controller may change it again: with
+/// 1 s ticks, at most one change per 5 s, so a flapping workload cannot make it oscillate.
+pub const MIN_DWELL_WINDOWS: u32 = 5;
+/// A candidate must cut predicted cost by this fraction of the current cost ...
+pub const MIN_GAIN_FRACTION: f64 = 0.15;
+/// ... and by at least this much index CPU (2% of a core), so idle-ish stores stay put.
+pub const MIN_GAIN_US_PER_S: f64 = 20_000.0;
+/// Changes remembered for `stats` (all are also logged).
+pub const DECISIONS_KEPT: usize = 64;
+/// Weight of the newest window in the smoothed workload.
+const EWMA_ALPHA: f64 = 0.5;
+/// Weight kept by older calibration evidence per busy window.
+const CALIBRATION_DECAY: f64 = 0.9;
+
+/// Candidate values searched per knob (all inside [`BOUNDS`]).
+const MEMTABLE_MIB: [u64; 5] = [8, 16, 32, 64, 128];
+const L0_THRESHOLDS: [u8; 4] = [2, 4, 8, 16];
+const LEVEL_RATIOS: [u32; 4] = [4, 8, 10, 16];
+
+/// One window as measured, with the knobs in force and what the model predicted for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowRecord {
+    pub window: Window,
+    pub knobs: Knobs,
+    pub predicted: Prediction,
+}
+
+/// A knob change, with the evidence that justified it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Controller tick number at which it was made.
+    pub tick: u64,
+    pub from: Knobs,
+    pub to: Knobs,
+    pub workload: Workload,
+    pub calibration: Calibration,
+    pub predicted_before: Prediction,
+    pub predicted_after: Prediction,
+}
+
+/// What `stats` shows about the controller.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControllerStats {
+    pub adaptive: bool,
+    pub ticks: u64,
+    pub decisions_total: u64,
+    pub knobs: Option<Knobs>,
+    pub workload: Option<Workload>,
+    pub calibration: Option<Calibration>,
+    pub last_window: Option<WindowRecord>,
+    pub last_decision: Option<Decision>,
+}
+
+/// Decayed sums for the lookup-cost regression `lookup_us = base + per_run * runs`.
+#[derive(Default)]
+struct LookupFit {
+    n: f64,
+    x: f64,
+    y: f64,
+    xx: f64,
+    xy: f64,
+}
+
+impl LookupFit {
+    fn add(&mut self, runs: f64, us: f64) {
+        for v in [
+            &mut self.n,
+            &mut self.x,
+            &mut self.y,
+            &mut self.xx,
+            &mut self.xy,
+        ] {
+            *v *= CALIBRATION_DECAY;
+        }
+        self.n += 1.0;
+        self.x += runs;
+        self.y += us;
+        self.xx += runs * runs;
+        self.xy += runs * us;
+    }
+
+    /// Fits base and slope; keeps the prior slope when the runs probed barely varied.
+    fn apply(&self, c: &mut Calibration) {
+        if self.n < 1.0 {
+            return;
+        }
+        let (mx, my) = (self.x / self.n, self.y / self.n);
+        let var = self.xx / self.n - mx * mx;
+        if var > 0.25 {
+            let slope = (self.xy / self.n - mx * my) / var;
+            c.lookup_us_per_run = slope.clamp(0.01, 50.0);
+        }
+        c.lookup_base_us = (my - c.lookup_us_per_run * mx).max(0.0);
+    }
+}
+
+pub struct Controller {
+    adaptive: bool,
+    monitor: Monitor,
+    calibration: Calibration,
+    lookup_fit: LookupFit,
+    merge_measured_us: f64,
+    merge_units: f64,
+    workload: Option<Workload>,
+    ticks: u64,
+    windows_since_change: u32,
+    decisions: VecDeque<Decision>,
+    decisions_total: u64,
+    history: VecDeque<WindowRecord>,
+}
+
+fn workload_of(w: &Window) -> Workload {
+    Workload {
+        inserts_per_s: w.put_pages_per_s,
+        lookups_per_s: w.lookups_per_s,
+        pages: w.pages as f64,
+        // Before the first flush the index has no tables; use the SGLang-key typical size.
+        entry_bytes: if w.index_bytes_per_page >= 16.0 {
+            w.index_bytes_per_page
+        } else {
+            170.0
+        },
+    }
+}
+
+impl Controller {
+    #[must_use]
+    pub fn new(adaptive: bool) -> Self {
+        Self {
+            adaptive,
+            monitor: Monitor::default(),
+            calibration: Calibration::default(),
+            lookup_fit: LookupFit::default(),
+            merge_measured_us: 0.0,
+            merge_units: 0.0,
+            workload: None,
+            ticks: 0,
+            windows_since_change: MIN_DWELL_WINDOWS,
+            decisions: VecDeque::new(),
+            decisions_total: 0,
+            history: VecDeque::new(),
+        }
+    }
+
+    /// Feeds one observation; returns the knobs to install when the controller decides to
+    /// change them (never when `adaptive` is off).
+    pub fn tick(
+        &mut self,
+        obs: Observation,
+        current: Knobs,
+        capacity: Option<u64>,
+    ) -> Option<Knobs> {
+        self.ticks += 1;
+        let live_bytes = obs.live_bytes;
+        let log_bytes = obs.log_bytes;
+        let w = self.monitor.observe(obs)?;
+        if w.is_idle() {
+            return None;
+        }
+        let inst = workload_of(&w);
+        let predicted = cost::predict(&current, &inst, &self.calibration);
+        self.remember(WindowRecord {
+            window: w.clone(),
+            knobs: current,
+            predicted,
+        });
+        self.calibrate(&w, &current, &inst);
+        let smoothed = match self.workload {
+            None => inst,
+            Some(s) => Workload {
+                inserts_per_s: EWMA_ALPHA * inst.inserts_per_s
+                    + (1.0 - EWMA_ALPHA) * s.inserts_per_s,
+                lookups_per_s: EWMA_ALPHA * inst.lookups_per_s
+                    + (1.0 - EWMA_ALPHA) * s.lookups_per_s,
+                ..inst
+            },
+        };
+        self.workload = Some(smoothed);
+        self.windows_since_change = self.windows_since_change.saturating_add(1);
+        if !self.adaptive || self.windows_since_change < MIN_DWELL_WINDOWS {
+            return None;
+        }
+        let mut best = self.best_index_knobs(current, &smoothed);
+        if capacity.is_some() {
+            let live_fraction = if log_bytes > 0 {
+                live_bytes as f64 / log_bytes as f64
+            } else {
+                0.0
+            };
+            best.reclaim_bytes_per_s =
+                cost::reclaim_budget_bytes_per_s(w.put_bytes_per_s, live_fraction) as u64;
+        }
+        let best = best.clamped();
+        let before = cost::predict(&current, &smoothed, &self.calibration);
+        let after = cost::predict(&best, &smoothed, &self.calibration);
+        let gain = before.cost_us_per_s - after.cost_us_per_s;
+        let index_change =
+            gain > MIN_GAIN_FRACTION * before.cost_us_per_s && gain > MIN_GAIN_US_PER_S;
+        let budget_change = {
+            let (a, b) = (
+                current.reclaim_bytes_per_s as f64,
+                best.reclaim_bytes_per_s as f64,
+            );
+            a.max(b) > 2.0 * a.min(b)
+        };
+        if !index_change && !budget_change {
+            return None;
+        }
+        let mut to = if index_change { best } else { current };
+        to.reclaim_bytes_per_s = if budget_change {
+            best.reclaim_bytes_per_s
+        } else {
+            current.reclaim_bytes_per_s
+        };
+        if to == current {
+            return None;
+        }
+        let decision = Decision {
+            tick: self.ticks,
+            from: current,
+            to,
+            workload: smoothed,
+            calibration: self.calibration,
+            predicted_before: before,
+            predicted_after: cost::predict(&to, &smoothed, &self.calibration),
+        };
+        tracing::info!(
+            from = ?decision.from,
+            to = ?decision.to,
+            workload = ?decision.workload,
+            calibration = ?decision.calibration,
+            predicted_cost_before_us_per_s = decision.predicted_before.cost_us_per_s,
+            predicted_cost_after_us_per_s = decision.predicted_after.cost_us_per_s,
+            "controller retuned the store"
+        );
+        if self.decisions.len() == DECISIONS_KEPT {
+            self.decisions.pop_front();
+        }
+        self.decisions.push_back(decision);
+        self.decisions_total += 1;
+        self.windows_since_change = 0;
+        Some(to)
+    }
+
+    /// The cheapest index setting for `w` (other knobs as in `current`).
+    fn best_index_knobs(&self, current: Knobs, w: &Workload) -> Knobs {
+        let mut best = (
+            cost::predict(&current, w, &self.calibration).cost_us_per_s,
+            current,
+        );
+        for m in MEMTABLE_MIB {
+            for l0 in L0_THRESHOLDS {
+                for t in LEVEL_RATIOS {
+                    let k = Knobs {
+                        memtable_bytes: m << 20,
+                        l0_threshold: l0,
+                        level_ratio: t,
+                        ..current
+                    };
+                    let c = cost::predict(&k, w, &self.calibration).cost_us_per_s;
+                    if c < best.0 {
+                        best = (c, k);
+                    }
+                }
+            }
+        }
+        best.1
+    }
+
+    fn calibrate(&mut self, w: &Window, current: &Knobs, inst: &Workload) {
+        let units = cost::merge_units_per_s(current, inst) * w.seconds;
+        let measured = w.index_busy_frac * 1e6 * w.seconds;
+        if units > 0.0 || measured > 0.0 {
+            self.merge_units = self.merge_units * CALIBRATION_DECAY + units;
+            self.merge_measured_us = self.merge_measured_us * CALIBRATION_DECAY + measured;
+            // Needs evidence worth a few flushes before it overrides the prior.
+            if self.merge_units > 8.0 * cost::FLUSH_FIXED_BYTES && self.merge_measured_us > 0.0 {
+                self.calibration.merge_us_per_byte =
+                    (self.merge_measured_us / self.merge_units).clamp(1e-5, 1.0);
+            }
+        }
+        if let (Some(runs), Some(us)) = (w.lookup_runs, w.lookup_us) {
+            self.lookup_fit.add(runs, us);
+            self.lookup_fit.apply(&mut self.calibration);
+        }
+    }
+
+    fn remember(&mut self, r: WindowRecord) {
+        if self.history.len() == monitor::WINDOWS_KEPT {
+            self.history.pop_front();
+        }
+        self.history.push_back(r);
+    }
+
+    /// Busy windows seen recently, with predictions (newest last).
+    #[must_use]
+    pub fn history(&self) -> Vec<WindowRecord> {
+        self.history.iter().cloned().collect()
+    }
+
+    /// Recent decisions (newest last).
+    #[must_use]
+    pub fn decisions(&self) -> Vec<Decision> {
+        self.decisions.iter().cloned().collect()
+    }
+
+    #[must_use]
+    pub fn stats(&self, knobs: Knobs) -> ControllerStats {
+        ControllerStats {
+            adaptive: self.adaptive,
+            ticks: self.ticks,
+            decisions_total: self.decisions_total,
+            knobs: Some(knobs),
+            workload: self.workload,
+            calibration: Some(self.calibration),
+            last_window: self.history.back().cloned(),
+            last_decision: self.decisions.back().cloned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::config::StoreConfig;
+
+/// Drives a controller with synthetic one-second windows.
+struct Sim {
+    t0: Instant,
+    secs: u64,
+    put_pages: u64,
+    lookups: u64,
+    busy_us: u64,
+    lookup_us: u64,
+    lookup_runs: u64,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self {
+            t0: Instant::now(),
+            secs: 0,
+            put_pages: 0,
+            lookups: 0,
+            busy_us: 0,
+            lookup_us: 0,
+            lookup_runs: 0,
+        }
+    }
+
+    fn obs(&self) -> Observation {
+        Observation {
+            at: self.t0 + Duration::from_secs(self.secs),
+            put_pages: self.put_pages,
+            put_bytes: self.put_pages * 16384,
+            get_pages: self.lookups,
+            get_hits: self.lookups,
+            get_bytes: self.lookups * 16384,
+            probe_keys: 0,
+            read_ios: self.lookups,
+            relocated_bytes: 0,
+            index_busy_us: self.busy_us,
+            index_lookups: self.lookups,
+            index_lookup_us: self.lookup_us,
+            index_lookup_runs: self.lookup_runs,
+            put_latency: vec![0; latency::BUCKETS],
+            get_latency: vec![0; latency::BUCKETS],
+            pages: 5_000_000,
+            live_bytes: 5_000_000 * 16384,
+            log_bytes: 5_000_000 * 16384,
+            index_disk_bytes: 5_000_000 * 170,
+            free_bytes: None,
+        }
+    }
+
+    /// One second of `puts` page writes and `gets` page reads under knobs `k`, costed the
+    /// way the model says (so the controller's calibration converges).
+    fn second(&mut self, k: &Knobs, puts: u64, gets: u64) -> Observation {
+        let w = Workload {
+            inserts_per_s: puts as f64,
+            lookups_per_s: gets as f64,
+            pages: 5e6,
+            entry_bytes: 170.0,
+        };
+        let p = cost::predict(k, &w, &Calibration::default());
+        self.secs += 1;
+        self.put_pages += puts;
+        self.lookups += gets;
+        self.busy_us += (p.index_busy_frac * 1e6) as u64;
+        self.lookup_us += (p.lookup_us * gets as f64) as u64;
+        self.lookup_runs += (p.lookup_runs * gets as f64) as u64;
+        self.obs()
+    }
+}
+
+fn run(c: &mut Controller, sim: &mut Sim, k: &mut Knobs, secs: u32, puts: u64, gets: u64) -> u32 {
+    let mut changes = 0;
+    for _ in 0..secs {
+        let obs = sim.second(k, puts, gets);
+        if let Some(next) = c.tick(obs, *k, None) {
+            assert_eq!(next, next.clamped(), "decisions stay inside BOUNDS");
+            *k = next;
+            changes += 1;
+        }
+    }
+    changes
+}
+
+#[test]
+fn follows_a_shift_from_writes_to_reads() {
+    let mut c = Controller::new(true);
+    let mut sim = Sim::new();
+    let mut k = Knobs::from_config(&StoreConfig::default());
+    c.tick(sim.obs(), k, None);
+    run(&mut c, &mut sim, &mut k, 20, 200_000, 0);
+    assert!(k.l0_threshold > 4, "write-heavy: lazier L0 ({k:?})");
+    assert!(
+        k.memtable_bytes > 16 << 20,
+        "write-heavy: bigger memtable ({k:?})"
+    );
+    run(&mut c, &mut sim, &mut k, 20, 0, 400_000);
+    assert!(k.l0_threshold <= 4, "read-heavy: fewer runs ({k:?})");
+    assert!(c.stats(k).decisions_total >= 2);
+    let d = c.decisions();
+    let last = d.last().expect("a decision");
+    assert!(last.predicted_after.cost_us_per_s < last.predicted_before.cost_us_per_s);
+}
+
+#[test]
+fn never_changes_knobs_when_not_adaptive() {
+    let mut c = Controller::new(false);
+    let mut sim = Sim::new();
+    let mut k = Knobs::from_config(&StoreConfig::default());
+    c.tick(sim.obs(), k, None);
+    assert_eq!(run(&mut c, &mut sim, &mut k, 30, 200_000, 0), 0);
+    assert_eq!(run(&mut c, &mut sim, &mut k, 30, 0, 400_000), 0);
+    assert!(!c.history().is_empty(), "still observes and predicts");
+}
+
+#[test]
+fn a_flapping_workload_cannot_make_it_oscillate() {
+    let mut c = Controller::new(true);
+    let mut sim = Sim::new();
+    let mut k = Knobs::from_config(&StoreConfig::default());
+    c.tick(sim.obs(), k, None);
+    let mut changes = 0;
+    for i in 0..60 {
+        let (p, g) = if i % 2 == 0 {
+            (200_000, 0)
+        } else {
+            (0, 400_000)
+        };
+        changes += run(&mut c, &mut sim, &mut k, 1, p, g);
+    }
+    assert!(
+        changes <= 60 / MIN_DWELL_WINDOWS,
+        "at most one change per dwell period, got {changes}"
+    );
+}
+
+#[test]
+fn idle_windows_change_nothing() {
+    let mut c = Controller::new(true);
+    let mut sim = Sim::new();
+    let mut k = Knobs::from_config(&StoreConfig::default());
+    c.tick(sim.obs(), k, None);
+    assert_eq!(run(&mut c, &mut sim, &mut k, 30, 0, 0), 0);
+    assert!(c.history().is_empty());
+}
+
+#[test]
+fn calibration_learns_the_lookup_cost_per_run() {
+    let mut c = Controller::new(false);
+    let mut sim = Sim::new();
+    c.tick(sim.obs(), Knobs::from_config(&StoreConfig::default()), None);
+    // Measured lookups cost 1 us + 3 us per run, at varying run counts.
+    for i in 0..40u64 {
+        let runs = 2 + i % 8;
+        sim.secs += 1;
+        sim.lookups += 1000;
+        sim.lookup_runs += runs * 1000;
+        sim.lookup_us += (1 + 3 * runs) * 1000;
+        c.tick(sim.obs(), Knobs::from_config(&StoreConfig::default()), None);
+    }
+    let cal = c
+        .stats(Knobs::from_config(&StoreConfig::default()))
+        .calibration
+        .expect("set");
+    assert!((cal.lookup_us_per_run - 3.0).abs() < 0.2, "{cal:?}");
+    assert!((cal.lookup_base_us - 1.0).abs() < 1.0, "{cal:?}");
+}
