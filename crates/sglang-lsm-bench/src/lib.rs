@@ -16,6 +16,7 @@
 //!   ([`device`]) measured in the same run; [`scale`]: cost and memory from 100k to 10M pages.
 
 pub mod ablation;
+pub mod adaptive;
 pub mod backend;
 pub mod compare;
 pub mod device;

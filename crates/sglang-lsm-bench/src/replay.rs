@@ -50,6 +50,9 @@ pub struct ReplayArgs {
     /// profile's bytes per token)); accepts suffixes like 500g.
     #[arg(long, value_parser = parse_bytes)]
     pub capacity_bytes: Option<u64>,
+    /// Keep the configured knobs: switch the adaptive controller off.
+    #[arg(long)]
+    pub no_adaptive: bool,
     /// Tokens per block; must match the trace (512 for Mooncake traces).
     #[arg(long, default_value_t = MOONCAKE_BLOCK_TOKENS)]
     pub block_tokens: u32,
@@ -89,6 +92,7 @@ impl ReplayArgs {
             trace: trace.into(),
             capacity_frac: Some(capacity_frac),
             capacity_bytes: None,
+            no_adaptive: false,
             block_tokens: MOONCAKE_BLOCK_TOKENS,
             model: ModelKind::Llama3_8b,
             block_bytes: 64 << 10,
@@ -304,7 +308,11 @@ pub fn run_detailed(args: &ReplayArgs) -> anyhow::Result<(ReplayReport, Vec<f64>
     let own = simulate_kind(&trace, args.policy, capacity_blocks);
 
     let dir = StoreDir::prepare(args.dir.as_deref())?;
-    let store = Store::open(dir.path(), StoreConfig::default())
+    let config = StoreConfig {
+        adaptive: !args.no_adaptive,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path(), config)
         .with_context(|| format!("opening store at {}", dir.path().display()))?;
     let mut policy = args.policy.build(&trace, capacity_blocks);
 

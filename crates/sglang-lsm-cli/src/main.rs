@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Built-in benchmark: put / cold get / probe per page size against the device limit.
     Bench(micro::BenchArgs),
+    /// Controller evaluation: a shifting staged workload on adaptive vs static configurations.
+    BenchAdaptive(sglang_lsm_bench::adaptive::AdaptiveArgs),
     /// Scale sweep: per-operation cost and RSS from 100k to 10M records.
     BenchScale(scale::ScaleArgs),
     /// Every store side by side (ours, file-per-page baselines, lsm-inline, RocksDB if built)
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => micro::run(&args),
         Command::BenchScale(args) => scale::run(&args),
+        Command::BenchAdaptive(args) => sglang_lsm_bench::adaptive::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Gen(args) => gen::run(&args),
         Command::Replay(args) => cmd::replay(&args),
