@@ -452,8 +452,11 @@ fn table(r: &AdaptiveReport) -> String {
     s
 }
 
-/// Runs the evaluation and prints the tables.
-pub fn run(args: &AdaptiveArgs) -> anyhow::Result<ExitCode> {
+/// Runs every configuration of `args` on the staged workload.
+///
+/// # Errors
+/// A bad configuration name, an I/O error, or a page that missed or read back wrong.
+pub fn evaluate(args: &AdaptiveArgs) -> anyhow::Result<AdaptiveReport> {
     anyhow::ensure!(args.page_bytes >= 16, "--page-bytes must be at least 16");
     anyhow::ensure!(
         args.pages_per_prompt >= 1,
@@ -480,8 +483,13 @@ pub fn run(args: &AdaptiveArgs) -> anyhow::Result<ExitCode> {
             report.decisions = decisions;
         }
         report.phases.extend(phases);
-        eprintln!("{name}: done");
     }
+    Ok(report)
+}
+
+/// Runs the evaluation and prints the tables.
+pub fn run(args: &AdaptiveArgs) -> anyhow::Result<ExitCode> {
+    let report = evaluate(args)?;
     println!("{}", table(&report));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
