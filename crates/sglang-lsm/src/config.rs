@@ -70,6 +70,11 @@ pub struct StoreConfig {
     pub admission: Admission,
     /// Pages remembered by `second_sighting` admission (8-24 bytes each).
     pub admission_ghost_pages: u64,
+    /// Free space to leave on the store's filesystem. When set, the log is also bounded by
+    /// `log bytes + free bytes - min_free_bytes` (free space sampled at most every ~100 ms or
+    /// 64 MiB written), so other users of the disk keep at least this much. Like the capacity,
+    /// it makes the store reclaim and decline, never fail.
+    pub min_free_bytes: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -89,6 +94,7 @@ impl Default for StoreConfig {
             reclaim_bytes_per_s: 256 << 20,
             admission: Admission::All,
             admission_ghost_pages: 1 << 20,
+            min_free_bytes: None,
         }
     }
 }
@@ -99,8 +105,22 @@ impl StoreConfig {
     /// # Errors
     /// [`Error::InvalidArgument`] naming the bad field.
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: Self = serde_json::from_str(json)
-            .map_err(|e| Error::InvalidArgument(format!("store config: {e}")))?;
+        let cfg: Self = serde_json::from_str(json).map_err(|e| {
+            // serde names unknown fields but not fields of the wrong type; find the culprit
+            // by parsing each field alone.
+            let field = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
+                .ok()
+                .and_then(|map| {
+                    map.into_iter().find_map(|(k, v)| {
+                        let one = serde_json::Value::Object([(k.clone(), v)].into_iter().collect());
+                        serde_json::from_value::<Self>(one).is_err().then_some(k)
+                    })
+                });
+            match field {
+                Some(f) => Error::InvalidArgument(format!("store config field {f:?}: {e}")),
+                None => Error::InvalidArgument(format!("store config: {e}")),
+            }
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -153,6 +173,10 @@ impl StoreConfig {
             self.reclaim_bytes_per_s >= 1 << 20,
             "reclaim_bytes_per_s must be at least 1 MiB/s",
         )?;
+        check(
+            self.min_free_bytes.is_none_or(|m| m <= 1 << 60),
+            "min_free_bytes must be at most 1 EiB (omit it, or use null, for no floor)",
+        )?;
         Ok(())
     }
 }
@@ -172,5 +196,21 @@ mod tests {
         assert!(err.to_string().contains("capacity_gigs"), "{err}");
         let err = StoreConfig::from_json(r#"{"read_threads":0}"#).expect_err("out of range");
         assert!(err.to_string().contains("read_threads"), "{err}");
+    }
+
+    #[test]
+    fn min_free_bytes_and_mistyped_fields_are_named() {
+        let c = StoreConfig::from_json(r#"{"min_free_bytes":4096}"#).expect("valid config");
+        assert_eq!(c.min_free_bytes, Some(4096));
+        for json in [
+            r#"{"min_free_bytes":-1}"#,
+            r#"{"read_threads":4,"min_free_bytes":"x"}"#,
+        ] {
+            let err = StoreConfig::from_json(json).expect_err(json);
+            assert!(
+                err.to_string().contains("field \"min_free_bytes\""),
+                "{json}: {err}"
+            );
+        }
     }
 }

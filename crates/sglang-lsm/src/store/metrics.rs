@@ -36,6 +36,23 @@ impl Store {
             "Configured bound on log bytes (0 = unbounded).",
             st.capacity_bytes.unwrap_or(0) as f64,
         );
+        gauge(
+            "min_free_bytes",
+            "Configured free-space floor (0 = none).",
+            st.min_free_bytes.unwrap_or(0) as f64,
+        );
+        if let Some(free) = st.free_bytes {
+            gauge(
+                "free_bytes",
+                "Free bytes on the store's filesystem.",
+                free as f64,
+            );
+        }
+        gauge(
+            "log_bound_bytes",
+            "Bound on log bytes in force: min(capacity, log + free - min_free) (0 = unbounded).",
+            st.log_bound_bytes.unwrap_or(0) as f64,
+        );
         gauge("segments", "Value-log segments.", st.segments as f64);
         gauge(
             "index_disk_bytes",
@@ -169,6 +186,15 @@ mod tests {
             text.contains("sglang_lsm_segment_live_fraction_bucket{le=\"+Inf\"} 1"),
             "{text}"
         );
+        assert!(text.contains("sglang_lsm_min_free_bytes 0"), "{text}");
+        assert!(
+            !text.contains("namespace="),
+            "no quotas, no namespace samples"
+        );
+        check_samples(&text);
+    }
+
+    fn check_samples(text: &str) {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let mut parts = line.rsplitn(2, ' ');
             let value = parts.next().expect("value");

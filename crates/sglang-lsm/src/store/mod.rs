@@ -15,6 +15,7 @@ mod metrics;
 mod read;
 mod reclaim;
 mod residency;
+mod space;
 mod stats;
 mod verify;
 mod write;
@@ -42,6 +43,8 @@ pub(crate) struct Inner {
     /// Segment size in force: the configured one, shrunk so a bounded store has >= 32 segments
     /// (reclamation works a segment at a time; smaller steps waste less capacity).
     segment_bytes: u64,
+    /// Present when `min_free_bytes` is set.
+    free_space: Option<space::FreeSpace>,
     reclaim_lock: parking_lot::Mutex<()>,
     /// Present when `admission = second_sighting`.
     ghost: Option<parking_lot::Mutex<admission::Ghost>>,
@@ -115,13 +118,22 @@ impl Store {
         faults: Arc<FaultInjector>,
     ) -> Result<Self> {
         config.validate()?;
-        let segment_bytes = match config.capacity_bytes {
-            Some(cap) => config.segment_bytes.min(cap / 32).max(1 << 20),
-            None => config.segment_bytes,
-        };
         let dir = dir.as_ref().to_path_buf();
         let lock = dirlock::DirLock::acquire(&dir)?;
         dirlock::check_format(&dir)?;
+        // The floor's bound at open (ignoring the log already there, which only raises it).
+        let floor_bound = match config.min_free_bytes {
+            Some(min_free) => Some(
+                crate::io::free_bytes(&dir)
+                    .map_err(|e| crate::error::Error::io(&dir, e))?
+                    .saturating_sub(min_free),
+            ),
+            None => None,
+        };
+        let segment_bytes = match config.capacity_bytes.into_iter().chain(floor_bound).min() {
+            Some(bound) => config.segment_bytes.min(bound / 32).max(1 << 20),
+            None => config.segment_bytes,
+        };
         let index = Index::open(&dir.join("index"), config.index_cache_bytes)?;
         let persisted = index.persisted_seqno();
         let mut cleared_at = None;
@@ -141,6 +153,10 @@ impl Store {
             vlog.remove_segments_below(id)?;
         }
         let residency = rebuild_residency(&index, &vlog)?;
+        let free_space = match config.min_free_bytes {
+            Some(min_free) => Some(space::FreeSpace::new(&dir, min_free, vlog.total_bytes())?),
+            None => None,
+        };
         tracing::info!(
             dir = %dir.display(),
             pages = residency.len(),
@@ -156,6 +172,7 @@ impl Store {
             dir,
             config,
             segment_bytes,
+            free_space,
             reclaim_lock: parking_lot::Mutex::new(()),
             ghost,
             vlog,
@@ -247,6 +264,16 @@ fn rebuild_residency(index: &Index, vlog: &ValueLog) -> Result<Residency> {
 }
 
 impl Inner {
+    /// The bound on log bytes in force: the smaller of `capacity_bytes` and what the free-space
+    /// floor allows; `None` when neither is set.
+    pub(crate) fn log_bound(&self) -> Option<u64> {
+        let floor = self
+            .free_space
+            .as_ref()
+            .map(|f| f.bound(self.vlog.total_bytes()));
+        self.config.capacity_bytes.into_iter().chain(floor).min()
+    }
+
     pub(crate) fn flush_index(&self) -> Result<()> {
         {
             let _w = self.vlog.lock_writer();
@@ -271,6 +298,9 @@ impl Inner {
             log_bytes: sizes.iter().map(|(_, l)| l).sum(),
             segments: sizes.len() as u64,
             capacity_bytes: self.config.capacity_bytes,
+            min_free_bytes: self.config.min_free_bytes,
+            free_bytes: crate::io::free_bytes(&self.dir).ok(),
+            log_bound_bytes: self.log_bound(),
             index_disk_bytes: self.index.disk_bytes(),
             index_tables: self.index.table_count() as u64,
             memtable_bytes: self.index.memtable_bytes(),

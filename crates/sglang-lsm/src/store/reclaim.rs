@@ -91,12 +91,12 @@ struct LivePage {
 }
 
 impl Inner {
-    /// Log bytes the reclaimer aims to stay under: capacity minus a headroom of one segment
-    /// (or 2%), so foreground puts rarely wait for inline reclamation. Measured on the
-    /// Mooncake trace, a 5% / two-segment headroom cost up to 2 points of hit rate at small
-    /// capacities (space held back is space not caching).
+    /// Log bytes the reclaimer aims to stay under: the log bound (capacity, free-space floor)
+    /// minus a headroom of one segment (or 2%), so foreground puts rarely wait for inline
+    /// reclamation. Measured on the Mooncake trace, a 5% / two-segment headroom cost up to 2
+    /// points of hit rate at small capacities (space held back is space not caching).
     pub(crate) fn reclaim_target_bytes(&self) -> Option<u64> {
-        let cap = self.config.capacity_bytes?;
+        let cap = self.log_bound()?;
         let headroom = self.segment_bytes.max(cap / 50);
         Some(cap.saturating_sub(headroom))
     }
@@ -351,10 +351,10 @@ impl Inner {
         Ok(true)
     }
 
-    /// Reclaims until `need_bytes` more fit under the capacity, or gives up after a bounded
+    /// Reclaims until `need_bytes` more fit under the log bound, or gives up after a bounded
     /// number of segments. Returns whether they fit.
     pub(crate) fn make_room(&self, need_bytes: u64) -> Result<bool> {
-        let Some(cap) = self.config.capacity_bytes else {
+        let Some(cap) = self.log_bound() else {
             return Ok(true);
         };
         // First with second chances; if everything was recently read, without them.

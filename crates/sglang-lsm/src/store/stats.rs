@@ -49,6 +49,16 @@ pub struct StoreStats {
     pub segments: u64,
     /// Configured capacity bound on `log_bytes`, if any.
     pub capacity_bytes: Option<u64>,
+    /// Configured free-space floor, if any.
+    #[serde(default)]
+    pub min_free_bytes: Option<u64>,
+    /// Free bytes on the store's filesystem now (`statvfs`; `None` if it failed).
+    #[serde(default)]
+    pub free_bytes: Option<u64>,
+    /// The bound on `log_bytes` in force: the smaller of `capacity_bytes` and what
+    /// `min_free_bytes` allows (`log + free − min_free`, from a sample at most ~100 ms old).
+    #[serde(default)]
+    pub log_bound_bytes: Option<u64>,
     /// Index bytes on disk.
     pub index_disk_bytes: u64,
     /// Index tables.
@@ -63,7 +73,7 @@ pub struct StoreStats {
     pub put_bytes: u64,
     /// Puts of pages that already existed (no-op successes).
     pub put_existing_pages: u64,
-    /// Pages declined because the capacity bound was reached.
+    /// Pages declined for lack of room: capacity bound or free-space floor.
     pub put_declined_pages: u64,
     /// Pages declined by `second_sighting` admission (first sightings).
     pub put_unadmitted_pages: u64,

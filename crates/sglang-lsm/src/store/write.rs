@@ -43,7 +43,7 @@ impl Store {
     /// `values[i]` holds page i as consecutive parts (SGLang passes K then V). `keys[i-1]` is
     /// the parent of `keys[i]`; `prefix_keys` is the chain before `keys[0]` (its last element is
     /// `keys[0]`'s parent). Returns one flag per page: `true` if stored or already present,
-    /// `false` if declined because the capacity bound is reached.
+    /// `false` if declined because the capacity bound or the free-space floor is reached.
     ///
     /// # Errors
     /// Invalid input (nothing written) or an I/O failure such as [`Error::NoSpace`] (the partial
@@ -145,12 +145,12 @@ impl Store {
         Ok(results)
     }
 
-    /// Index into `chosen` from which pages are declined for capacity. Pages are taken in
-    /// batch order and the rest declined once one does not fit, because a child is useless
-    /// without its parent. Checked before the append lock, so concurrent batches can overshoot
-    /// the bound by at most the batches in flight.
+    /// Index into `chosen` from which pages are declined for the log bound (capacity and
+    /// free-space floor). Pages are taken in batch order and the rest declined once one does
+    /// not fit, because a child is useless without its parent. Checked before the append lock,
+    /// so concurrent batches can overshoot the bound by at most the batches in flight.
     fn capacity_cutoff(&self, chosen: &[usize], values: &[Vec<&[u8]>]) -> Result<usize> {
-        let Some(cap) = self.inner.config.capacity_bytes else {
+        let Some(cap) = self.inner.log_bound() else {
             return Ok(chosen.len());
         };
         let need: u64 = 4096
