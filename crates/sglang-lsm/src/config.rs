@@ -1,5 +1,7 @@
 //! Store configuration: a plain, serde-readable struct whose defaults are safe for a cache.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -75,7 +77,20 @@ pub struct StoreConfig {
     /// 64 MiB written), so other users of the disk keep at least this much. Like the capacity,
     /// it makes the store reclaim and decline, never fail.
     pub min_free_bytes: Option<u64>,
+    /// Per-namespace bounds on live (aligned payload) bytes. A key's namespace is its bytes
+    /// before the first `namespace_separator` (keys without one belong to `""`). A put that
+    /// would exceed its namespace's quota evicts that namespace's coldest leaves, then declines.
+    /// Namespaces without a quota share `capacity_bytes` as usual.
+    pub namespace_quotas: BTreeMap<String, u64>,
+    /// The single ASCII character that ends a key's namespace.
+    pub namespace_separator: String,
 }
+
+/// Smallest namespace quota: below a few pages a quota would decline nearly everything.
+pub const MIN_NAMESPACE_QUOTA_BYTES: u64 = 1 << 20;
+/// Most namespaces with a quota (each costs a small accounting record and, while it is over
+/// quota, a bounded eviction queue; see `store::quota`).
+pub const MAX_NAMESPACE_QUOTAS: usize = 1024;
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -95,6 +110,8 @@ impl Default for StoreConfig {
             admission: Admission::All,
             admission_ghost_pages: 1 << 20,
             min_free_bytes: None,
+            namespace_quotas: BTreeMap::new(),
+            namespace_separator: ":".to_string(),
         }
     }
 }
@@ -177,6 +194,49 @@ impl StoreConfig {
             self.min_free_bytes.is_none_or(|m| m <= 1 << 60),
             "min_free_bytes must be at most 1 EiB (omit it, or use null, for no floor)",
         )?;
+        self.validate_namespaces()
+    }
+
+    /// The namespace separator as a byte (validated to be one ASCII character).
+    #[must_use]
+    pub fn separator_byte(&self) -> u8 {
+        self.namespace_separator
+            .as_bytes()
+            .first()
+            .copied()
+            .unwrap_or(b':')
+    }
+
+    fn validate_namespaces(&self) -> Result<()> {
+        let sep = self.namespace_separator.as_bytes();
+        if sep.len() != 1 || !sep[0].is_ascii() {
+            return Err(Error::InvalidArgument(format!(
+                "namespace_separator must be exactly one ASCII character (e.g. \":\"), got {:?}",
+                self.namespace_separator
+            )));
+        }
+        if self.namespace_quotas.len() > MAX_NAMESPACE_QUOTAS {
+            return Err(Error::InvalidArgument(format!(
+                "namespace_quotas has {} entries; at most {MAX_NAMESPACE_QUOTAS} namespaces may \
+                 have a quota (give the rest none: they share capacity_bytes)",
+                self.namespace_quotas.len()
+            )));
+        }
+        for (ns, &quota) in &self.namespace_quotas {
+            if ns.as_bytes().contains(&sep[0]) {
+                return Err(Error::InvalidArgument(format!(
+                    "namespace_quotas key {ns:?} contains the namespace_separator {:?}, so no \
+                     key could ever be in it; use the part before the first separator",
+                    self.namespace_separator
+                )));
+            }
+            if quota < MIN_NAMESPACE_QUOTA_BYTES {
+                return Err(Error::InvalidArgument(format!(
+                    "namespace_quotas[{ns:?}] = {quota} bytes; a quota must be at least 1 MiB \
+                     ({MIN_NAMESPACE_QUOTA_BYTES} bytes) — remove the entry for no quota"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -211,6 +271,30 @@ mod tests {
                 err.to_string().contains("field \"min_free_bytes\""),
                 "{json}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn namespace_options_parse_and_are_checked() {
+        let c = StoreConfig::from_json(
+            r#"{"namespace_quotas":{"a":1048576,"":2097152},"namespace_separator":"/"}"#,
+        )
+        .expect("valid config");
+        assert_eq!(c.namespace_quotas.get("a"), Some(&(1 << 20)));
+        assert_eq!(c.separator_byte(), b'/');
+        assert_eq!(StoreConfig::default().separator_byte(), b':');
+        for (json, field) in [
+            (r#"{"namespace_quotas":{"a":1000}}"#, "namespace_quotas"),
+            (
+                r#"{"namespace_quotas":{"a:b":1048576}}"#,
+                "namespace_quotas",
+            ),
+            (r#"{"namespace_separator":"::"}"#, "namespace_separator"),
+            (r#"{"namespace_separator":""}"#, "namespace_separator"),
+            (r#"{"namespace_separator":"é"}"#, "namespace_separator"),
+        ] {
+            let err = StoreConfig::from_json(json).expect_err(json);
+            assert!(err.to_string().contains(field), "{json}: {err}");
         }
     }
 }

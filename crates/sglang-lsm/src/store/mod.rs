@@ -12,6 +12,7 @@ mod dirlock;
 mod fptable;
 mod maintenance;
 mod metrics;
+mod quota;
 mod read;
 mod reclaim;
 mod residency;
@@ -34,7 +35,7 @@ use crate::vlog::format::FrameKind;
 use crate::vlog::{LogOptions, ReplayedFrame, ValueLog};
 use residency::{Residency, Slot};
 use stats::Counters;
-pub use stats::StoreStats;
+pub use stats::{NamespaceStats, StoreStats};
 pub use verify::{SegmentUsage, VerifyReport};
 
 pub(crate) struct Inner {
@@ -45,6 +46,7 @@ pub(crate) struct Inner {
     segment_bytes: u64,
     /// Present when `min_free_bytes` is set.
     free_space: Option<space::FreeSpace>,
+    quotas: quota::Quotas,
     reclaim_lock: parking_lot::Mutex<()>,
     /// Present when `admission = second_sighting`.
     ghost: Option<parking_lot::Mutex<admission::Ghost>>,
@@ -152,7 +154,8 @@ impl Store {
         if let Some(id) = cleared_at {
             vlog.remove_segments_below(id)?;
         }
-        let residency = rebuild_residency(&index, &vlog)?;
+        let quotas = quota::Quotas::new(&config);
+        let residency = rebuild_residency(&index, &vlog, &quotas)?;
         let free_space = match config.min_free_bytes {
             Some(min_free) => Some(space::FreeSpace::new(&dir, min_free, vlog.total_bytes())?),
             None => None,
@@ -173,6 +176,7 @@ impl Store {
             config,
             segment_bytes,
             free_space,
+            quotas,
             reclaim_lock: parking_lot::Mutex::new(()),
             ghost,
             vlog,
@@ -181,6 +185,7 @@ impl Store {
             counters: Counters::default(),
             maintenance: maintenance::Signal::default(),
         });
+        inner.shrink_to_quotas();
         let worker = maintenance::spawn(Arc::clone(&inner))?;
         Ok(Self {
             inner,
@@ -237,14 +242,15 @@ impl Drop for Store {
     }
 }
 
-fn rebuild_residency(index: &Index, vlog: &ValueLog) -> Result<Residency> {
+fn rebuild_residency(index: &Index, vlog: &ValueLog, quotas: &quota::Quotas) -> Result<Residency> {
     let mut residency = Residency::default();
     let mut stale = Vec::new();
     let mut links = Vec::new();
     index.for_each_record(|key, rec| {
         let fp = fingerprint(key);
         if vlog.segment(rec.segment_id).is_some() {
-            residency.insert(fp, Slot::new(rec.segment_id, rec.len), NO_PARENT, rec.seqno);
+            let slot = Slot::new(rec.segment_id, rec.len).with_ns(quotas.ns_of(key));
+            residency.insert(fp, slot, NO_PARENT, rec.seqno);
             links.push((fp, rec.parent_fp));
         } else {
             stale.push(key.to_vec());
@@ -274,6 +280,24 @@ impl Inner {
         self.config.capacity_bytes.into_iter().chain(floor).min()
     }
 
+    /// Brings namespaces over their quota (reopened with a smaller one) back under it, so the
+    /// quota holds from the first operation. A failure is only logged: the next put to the
+    /// namespace evicts again, and until then the namespace declines.
+    fn shrink_to_quotas(&self) {
+        for ns in self.quotas.ids() {
+            if self.residency.read().namespace(ns).live_bytes <= self.quotas.quota(ns) {
+                continue;
+            }
+            match self.evict_for_quota(ns, 0, &std::collections::HashSet::new()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(ns, "namespace stays over its quota: no evictable leaf")
+                }
+                Err(e) => tracing::warn!(error = %e, ns, "could not shrink namespace to its quota"),
+            }
+        }
+    }
+
     pub(crate) fn flush_index(&self) -> Result<()> {
         {
             let _w = self.vlog.lock_writer();
@@ -301,6 +325,7 @@ impl Inner {
             min_free_bytes: self.config.min_free_bytes,
             free_bytes: crate::io::free_bytes(&self.dir).ok(),
             log_bound_bytes: self.log_bound(),
+            namespaces: self.quotas.stats(&self.residency.read()),
             index_disk_bytes: self.index.disk_bytes(),
             index_tables: self.index.table_count() as u64,
             memtable_bytes: self.index.memtable_bytes(),
