@@ -140,6 +140,13 @@ fn flood_in_one_namespace_never_evicts_another_unbounded() {
     flood(None, &[("a", 8 * MIB), ("b", 24 * MIB)]);
 }
 
+/// With a capacity bound too: the log fills with the flood's evicted pages, and reclaiming that
+/// space must not evict b's (older, never read) pages either. b has no quota here.
+#[test]
+fn flood_in_one_namespace_never_evicts_another_bounded() {
+    flood(Some(48 * MIB), &[("a", 8 * MIB)]);
+}
+
 #[test]
 fn quota_evicts_leaves_only_and_declines_what_cannot_fit() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -79,9 +79,10 @@ pub(crate) struct Reclaimed {
 }
 
 /// Whether reclamation keeps (relocates) a page. Pages with resident children are always kept
-/// (no orphans); referenced ones unless `force`.
-fn keeps(slot: Slot, force: bool) -> bool {
-    slot.children > 0 || (!force && slot.referenced())
+/// (no orphans); referenced ones unless `force`; every one when `spare` (see
+/// `Inner::spares_live`).
+fn keeps(slot: Slot, force: bool, spare: bool) -> bool {
+    slot.children > 0 || (!force && (spare || slot.referenced()))
 }
 
 struct LivePage {
@@ -99,6 +100,23 @@ impl Inner {
         let cap = self.log_bound()?;
         let headroom = self.segment_bytes.max(cap / 50);
         Some(cap.saturating_sub(headroom))
+    }
+
+    /// Whether reclamation should relocate every live page rather than evict: only with
+    /// namespace quotas, and only while live bytes sit at least a segment under the target.
+    /// Then the log is over its bound because of garbage — typically a quota'd namespace
+    /// churning within its quota — and evicting the victim's cold pages, which may belong to
+    /// another namespace, would let one tenant flush another. Compacting frees the space
+    /// instead. A blocked put's forced pass still evicts, so writes are never starved. Without
+    /// quotas the policy is unchanged.
+    fn spares_live(&self) -> bool {
+        if self.quotas.is_empty() {
+            return false;
+        }
+        let Some(target) = self.reclaim_target_bytes() else {
+            return false;
+        };
+        self.residency.read().live_bytes() + self.segment_bytes <= target
     }
 
     /// A sealed segment without live pages, else the one with the oldest live pages.
@@ -135,7 +153,8 @@ impl Inner {
             .iter()
             .find(|(id, _)| *id == victim)
             .map_or(0, |s| s.1);
-        let (mut keep, evict) = self.classify(victim, force)?;
+        let spare = !force && self.spares_live();
+        let (mut keep, evict) = self.classify(victim, force, spare)?;
         let mut out = Reclaimed {
             segment_id: victim,
             ..Reclaimed::default()
@@ -147,7 +166,7 @@ impl Inner {
             let (still, now_evictable): (Vec<LivePage>, Vec<LivePage>) = {
                 let r = self.residency.read();
                 keep.into_iter()
-                    .partition(|p| r.slot(p.fp).is_none_or(|s| keeps(s, force)))
+                    .partition(|p| r.slot(p.fp).is_none_or(|s| keeps(s, force, spare)))
             };
             keep = still;
             if now_evictable.is_empty() {
@@ -186,7 +205,12 @@ impl Inner {
     }
 
     /// Live pages of `victim` in log (prefix) order, split into keep and evict.
-    fn classify(&self, victim: u32, force: bool) -> Result<(Vec<LivePage>, Vec<LivePage>)> {
+    fn classify(
+        &self,
+        victim: u32,
+        force: bool,
+        spare: bool,
+    ) -> Result<(Vec<LivePage>, Vec<LivePage>)> {
         let mut keep = Vec::new();
         let mut evict = Vec::new();
         for (frame_offset, h) in self.vlog.frames(victim) {
@@ -212,7 +236,7 @@ impl Inner {
                     fp,
                     rec,
                 };
-                if keeps(slot, force) {
+                if keeps(slot, force, spare) {
                     keep.push(page);
                 } else {
                     evict.push(page);
