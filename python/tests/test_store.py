@@ -252,6 +252,27 @@ def test_capacity_bound_evicts_instead_of_failing(tmp_path):
         assert all(r is False for r in big[first_false:])
 
 
+def test_namespace_quota_through_options(tmp_path):
+    """namespace_quotas and namespace_separator reach the engine as options: a tenant that
+    writes past its quota evicts its own oldest pages, never another tenant's, and the stats
+    show it. A bad quota is an InvalidArgumentError naming the option."""
+    page = rand_bytes(256 * 1024, 2)
+    quotas = {"a": 1 << 20, "b": 4 << 20}
+    with sglang_lsm.Store(tmp_path / "kv", namespace_quotas=quotas, namespace_separator=":") as s:
+        assert s.put_batch([f"b:{i}" for i in range(4)], [page] * 4) == [True] * 4
+        for i in range(12):
+            assert s.put_batch([f"a:{i}"], [page]) == [True]
+        st = {n["namespace"]: n for n in s.stats()["namespaces"]}
+        assert st["a"]["quota_bytes"] == 1 << 20
+        assert st["a"]["live_bytes"] <= 1 << 20
+        assert st["a"]["pages"] == 4 and st["a"]["evicted_pages"] == 8
+        assert st["b"]["pages"] == 4 and st["b"]["evicted_pages"] == 0
+        assert s.get("a:0") is None and s.get("a:11") == page
+        assert all(s.get(f"b:{i}") == page for i in range(4))
+    with pytest.raises(InvalidArgumentError, match="namespace_quotas"):
+        sglang_lsm.Store(tmp_path / "bad", namespace_quotas={"a": 1000})
+
+
 # --------------------------------------------------------------------------- threads
 
 

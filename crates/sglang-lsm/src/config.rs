@@ -1,5 +1,7 @@
 //! Store configuration: a plain, serde-readable struct whose defaults are safe for a cache.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -83,7 +85,25 @@ pub struct StoreConfig {
     pub admission: Admission,
     /// Pages remembered by `second_sighting` admission (8-24 bytes each).
     pub admission_ghost_pages: u64,
+    /// Free space to leave on the store's filesystem. When set, the log is also bounded by
+    /// `log bytes + free bytes - min_free_bytes` (free space sampled at most every ~100 ms or
+    /// 64 MiB written), so other users of the disk keep at least this much. Like the capacity,
+    /// it makes the store reclaim and decline, never fail.
+    pub min_free_bytes: Option<u64>,
+    /// Per-namespace bounds on live (aligned payload) bytes. A key's namespace is its bytes
+    /// before the first `namespace_separator` (keys without one belong to `""`). A put that
+    /// would exceed its namespace's quota evicts that namespace's coldest leaves, then declines.
+    /// Namespaces without a quota share `capacity_bytes` as usual.
+    pub namespace_quotas: BTreeMap<String, u64>,
+    /// The single ASCII character that ends a key's namespace.
+    pub namespace_separator: String,
 }
+
+/// Smallest namespace quota: below a few pages a quota would decline nearly everything.
+pub const MIN_NAMESPACE_QUOTA_BYTES: u64 = 1 << 20;
+/// Most namespaces with a quota (each costs a small accounting record and, while it is over
+/// quota, a bounded eviction queue; see `store::quota`).
+pub const MAX_NAMESPACE_QUOTAS: usize = 1024;
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -107,6 +127,9 @@ impl Default for StoreConfig {
             reclaim_bytes_per_s: 256 << 20,
             admission: Admission::All,
             admission_ghost_pages: 1 << 20,
+            min_free_bytes: None,
+            namespace_quotas: BTreeMap::new(),
+            namespace_separator: ":".to_string(),
         }
     }
 }
@@ -117,8 +140,22 @@ impl StoreConfig {
     /// # Errors
     /// [`Error::InvalidArgument`] naming the bad field.
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: Self = serde_json::from_str(json)
-            .map_err(|e| Error::InvalidArgument(format!("store config: {e}")))?;
+        let cfg: Self = serde_json::from_str(json).map_err(|e| {
+            // serde names unknown fields but not fields of the wrong type; find the culprit
+            // by parsing each field alone.
+            let field = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
+                .ok()
+                .and_then(|map| {
+                    map.into_iter().find_map(|(k, v)| {
+                        let one = serde_json::Value::Object([(k.clone(), v)].into_iter().collect());
+                        serde_json::from_value::<Self>(one).is_err().then_some(k)
+                    })
+                });
+            match field {
+                Some(f) => Error::InvalidArgument(format!("store config field {f:?}: {e}")),
+                None => Error::InvalidArgument(format!("store config: {e}")),
+            }
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -183,6 +220,53 @@ impl StoreConfig {
             self.reclaim_bytes_per_s >= 1 << 20,
             "reclaim_bytes_per_s must be at least 1 MiB/s",
         )?;
+        check(
+            self.min_free_bytes.is_none_or(|m| m <= 1 << 60),
+            "min_free_bytes must be at most 1 EiB (omit it, or use null, for no floor)",
+        )?;
+        self.validate_namespaces()
+    }
+
+    /// The namespace separator as a byte (validated to be one ASCII character).
+    #[must_use]
+    pub fn separator_byte(&self) -> u8 {
+        self.namespace_separator
+            .as_bytes()
+            .first()
+            .copied()
+            .unwrap_or(b':')
+    }
+
+    fn validate_namespaces(&self) -> Result<()> {
+        let sep = self.namespace_separator.as_bytes();
+        if sep.len() != 1 || !sep[0].is_ascii() {
+            return Err(Error::InvalidArgument(format!(
+                "namespace_separator must be exactly one ASCII character (e.g. \":\"), got {:?}",
+                self.namespace_separator
+            )));
+        }
+        if self.namespace_quotas.len() > MAX_NAMESPACE_QUOTAS {
+            return Err(Error::InvalidArgument(format!(
+                "namespace_quotas has {} entries; at most {MAX_NAMESPACE_QUOTAS} namespaces may \
+                 have a quota (give the rest none: they share capacity_bytes)",
+                self.namespace_quotas.len()
+            )));
+        }
+        for (ns, &quota) in &self.namespace_quotas {
+            if ns.as_bytes().contains(&sep[0]) {
+                return Err(Error::InvalidArgument(format!(
+                    "namespace_quotas key {ns:?} contains the namespace_separator {:?}, so no \
+                     key could ever be in it; use the part before the first separator",
+                    self.namespace_separator
+                )));
+            }
+            if quota < MIN_NAMESPACE_QUOTA_BYTES {
+                return Err(Error::InvalidArgument(format!(
+                    "namespace_quotas[{ns:?}] = {quota} bytes; a quota must be at least 1 MiB \
+                     ({MIN_NAMESPACE_QUOTA_BYTES} bytes) — remove the entry for no quota"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -202,5 +286,45 @@ mod tests {
         assert!(err.to_string().contains("capacity_gigs"), "{err}");
         let err = StoreConfig::from_json(r#"{"read_threads":0}"#).expect_err("out of range");
         assert!(err.to_string().contains("read_threads"), "{err}");
+    }
+
+    #[test]
+    fn min_free_bytes_and_mistyped_fields_are_named() {
+        let c = StoreConfig::from_json(r#"{"min_free_bytes":4096}"#).expect("valid config");
+        assert_eq!(c.min_free_bytes, Some(4096));
+        for json in [
+            r#"{"min_free_bytes":-1}"#,
+            r#"{"read_threads":4,"min_free_bytes":"x"}"#,
+        ] {
+            let err = StoreConfig::from_json(json).expect_err(json);
+            assert!(
+                err.to_string().contains("field \"min_free_bytes\""),
+                "{json}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn namespace_options_parse_and_are_checked() {
+        let c = StoreConfig::from_json(
+            r#"{"namespace_quotas":{"a":1048576,"":2097152},"namespace_separator":"/"}"#,
+        )
+        .expect("valid config");
+        assert_eq!(c.namespace_quotas.get("a"), Some(&(1 << 20)));
+        assert_eq!(c.separator_byte(), b'/');
+        assert_eq!(StoreConfig::default().separator_byte(), b':');
+        for (json, field) in [
+            (r#"{"namespace_quotas":{"a":1000}}"#, "namespace_quotas"),
+            (
+                r#"{"namespace_quotas":{"a:b":1048576}}"#,
+                "namespace_quotas",
+            ),
+            (r#"{"namespace_separator":"::"}"#, "namespace_separator"),
+            (r#"{"namespace_separator":""}"#, "namespace_separator"),
+            (r#"{"namespace_separator":"é"}"#, "namespace_separator"),
+        ] {
+            let err = StoreConfig::from_json(json).expect_err(json);
+            assert!(err.to_string().contains(field), "{json}: {err}");
+        }
     }
 }

@@ -32,4 +32,4 @@ pub mod vlog;
 
 pub use config::{Admission, Durability, StoreConfig, MAX_KEY_BYTES};
 pub use error::{Error, Result};
-pub use store::{SegmentUsage, Store, StoreStats, VerifyReport};
+pub use store::{NamespaceStats, SegmentUsage, Store, StoreStats, VerifyReport};

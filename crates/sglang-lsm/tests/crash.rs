@@ -42,8 +42,22 @@ fn page_len(key: &str) -> usize {
 const BOUNDED_FROM_ROUND: u32 = 4;
 const BOUNDED_CAPACITY_BYTES: u64 = 16 << 20;
 
+/// Rounds from this one on also run with namespace quotas: the separator is '-', so a key's
+/// namespace is its round ("r08"); every quota round but the last has a quota, so kills land
+/// during quota evictions too, and the last round's namespace shares the capacity.
+const QUOTA_FROM_ROUND: u32 = 8;
+const QUOTA_ROUNDS: u32 = 4;
+const QUOTA_BYTES: u64 = 2 << 20;
+
 fn config_for(round: u32) -> StoreConfig {
+    let quotas = (round >= QUOTA_FROM_ROUND).then(|| {
+        (QUOTA_FROM_ROUND..QUOTA_FROM_ROUND + QUOTA_ROUNDS - 1)
+            .map(|r| (format!("r{r:02}"), QUOTA_BYTES))
+            .collect()
+    });
     StoreConfig {
+        namespace_separator: if quotas.is_some() { "-" } else { ":" }.to_string(),
+        namespace_quotas: quotas.unwrap_or_default(),
         durability: match round % 3 {
             0 => Durability::None,
             1 => Durability::Batch,
@@ -202,6 +216,13 @@ fn crash_kill9_bounded_rounds() {
     run_rounds(BOUNDED_FROM_ROUND..BOUNDED_FROM_ROUND + 4);
 }
 
+/// Bounded store with namespace quotas: kills land during quota evictions, and each quota
+/// holds after every reopen.
+#[test]
+fn crash_kill9_quota_rounds() {
+    run_rounds(QUOTA_FROM_ROUND..QUOTA_FROM_ROUND + QUOTA_ROUNDS);
+}
+
 /// Checks every key; returns how many pages of bounded rounds were absent (evicted).
 fn check_all(dir: &std::path::Path, logs: &BTreeMap<u32, RoundLog>) -> usize {
     let last_round = logs.keys().copied().max().unwrap_or(0);
@@ -213,6 +234,12 @@ fn check_all(dir: &std::path::Path, logs: &BTreeMap<u32, RoundLog>) -> usize {
             st.log_bytes <= BOUNDED_CAPACITY_BYTES + (1 << 20) + small_config().segment_bytes,
             "bound broken across a crash: {} bytes",
             st.log_bytes
+        );
+    }
+    for ns in store.stats().namespaces {
+        assert!(
+            ns.live_bytes <= ns.quota_bytes,
+            "quota broken across a crash: {ns:?}"
         );
     }
     let mut missing = 0;

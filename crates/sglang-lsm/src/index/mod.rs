@@ -139,11 +139,21 @@ impl Index {
     }
 
     /// Visits every page record in key order.
-    pub fn for_each_record(
+    pub fn for_each_record(&self, f: impl FnMut(&[u8], IndexRecord) -> Result<()>) -> Result<()> {
+        self.for_each_record_prefixed(&[], f)
+    }
+
+    /// Visits, in key order, every page record whose key starts with `key_prefix` (one range
+    /// scan: the work is proportional to the matching records, not to the whole index).
+    pub fn for_each_record_prefixed(
         &self,
+        key_prefix: &[u8],
         mut f: impl FnMut(&[u8], IndexRecord) -> Result<()>,
     ) -> Result<()> {
-        for item in self.tree.prefix([PRIMARY], self.read_seqno(), None) {
+        for item in self
+            .tree
+            .prefix(primary_key(key_prefix), self.read_seqno(), None)
+        {
             let (k, v) = item.into_inner()?;
             let rec = IndexRecord::decode(&v).ok_or_else(|| Error::Corrupt {
                 path: "index".into(),

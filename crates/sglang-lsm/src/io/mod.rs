@@ -9,4 +9,6 @@ mod sys;
 
 pub use aligned::AlignedBuf;
 pub use fault::FaultInjector;
-pub use sys::{fdatasync, open_direct, pread_all, preadv_all, pwritev_all, sync_dir, IO_ALIGN};
+pub use sys::{
+    fdatasync, free_bytes, open_direct, pread_all, preadv_all, pwritev_all, sync_dir, IO_ALIGN,
+};

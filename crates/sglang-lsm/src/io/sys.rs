@@ -176,6 +176,24 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Bytes an unprivileged writer may still allocate on the filesystem holding `path`
+/// (`statvfs`: `f_bavail * f_frsize`; root's reserved blocks are not counted as free).
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` points at writable storage of the right
+    // type; statvfs only writes into it.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialised the struct.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // field widths differ between targets
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// Opens `path` for O_DIRECT reads and writes, or `None` where the filesystem refuses it
 /// (tmpfs answers EINVAL).
 pub fn open_direct(path: &Path) -> io::Result<Option<File>> {
@@ -194,6 +212,13 @@ pub fn open_direct(path: &Path) -> io::Result<Option<File>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_bytes_of_a_real_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(free_bytes(dir.path()).expect("statvfs") > 0);
+        assert!(free_bytes(&dir.path().join("missing")).is_err());
+    }
 
     #[test]
     fn short_writes_complete_across_iovecs() {

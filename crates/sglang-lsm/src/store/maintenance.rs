@@ -194,7 +194,8 @@ impl Inner {
             live_bytes,
             log_bytes: self.vlog.total_bytes(),
             index_disk_bytes: self.index.disk_bytes(),
-            free_bytes: None,
+            // One statvfs per tick (1 s by default): cheap, and keeps the window honest.
+            free_bytes: crate::io::free_bytes(&self.dir).ok(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::Store;
+use super::{NamespaceStats, Store};
 
 /// Upper bounds of the segment live-fraction histogram buckets.
 const LIVE_FRACTION_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
@@ -35,6 +35,23 @@ impl Store {
             "capacity_bytes",
             "Configured bound on log bytes (0 = unbounded).",
             st.capacity_bytes.unwrap_or(0) as f64,
+        );
+        gauge(
+            "min_free_bytes",
+            "Configured free-space floor (0 = none).",
+            st.min_free_bytes.unwrap_or(0) as f64,
+        );
+        if let Some(free) = st.free_bytes {
+            gauge(
+                "free_bytes",
+                "Free bytes on the store's filesystem.",
+                free as f64,
+            );
+        }
+        gauge(
+            "log_bound_bytes",
+            "Bound on log bytes in force: min(capacity, log + free - min_free) (0 = unbounded).",
+            st.log_bound_bytes.unwrap_or(0) as f64,
         );
         gauge("segments", "Value-log segments.", st.segments as f64);
         gauge(
@@ -116,6 +133,8 @@ impl Store {
         );
 
         controller_metrics(&mut out, &st.controller);
+        write_namespaces(&mut out, &st.namespaces);
+
         let usage = self.segment_usage();
         let _ = writeln!(
             out,
@@ -210,6 +229,60 @@ fn controller_metrics(out: &mut String, c: &crate::controller::ControllerStats) 
     );
 }
 
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// One family per quantity, one sample per namespace with a quota.
+fn write_namespaces(out: &mut String, namespaces: &[NamespaceStats]) {
+    if namespaces.is_empty() {
+        return;
+    }
+    type Field = fn(&NamespaceStats) -> u64;
+    let families: [(&str, &str, &str, Field); 5] = [
+        (
+            "namespace_quota_bytes",
+            "gauge",
+            "Quota on live bytes.",
+            |n| n.quota_bytes,
+        ),
+        (
+            "namespace_live_bytes",
+            "gauge",
+            "Aligned payload bytes of resident pages.",
+            |n| n.live_bytes,
+        ),
+        ("namespace_pages", "gauge", "Resident pages.", |n| n.pages),
+        (
+            "namespace_evicted_pages_total",
+            "counter",
+            "Pages evicted to keep the namespace under its quota.",
+            |n| n.evicted_pages,
+        ),
+        (
+            "namespace_declined_pages_total",
+            "counter",
+            "Pages declined because they did not fit the quota.",
+            |n| n.declined_pages,
+        ),
+    ];
+    for (name, kind, help, field) in families {
+        let _ = writeln!(out, "# HELP sglang_lsm_{name} {help}");
+        let _ = writeln!(out, "# TYPE sglang_lsm_{name} {kind}");
+        for n in namespaces {
+            let _ = writeln!(
+                out,
+                "sglang_lsm_{name}{{namespace=\"{}\"}} {}",
+                label(&n.namespace),
+                field(n)
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{Store, StoreConfig};
@@ -233,10 +306,47 @@ mod tests {
             text.contains("sglang_lsm_segment_live_fraction_bucket{le=\"+Inf\"} 1"),
             "{text}"
         );
+        assert!(text.contains("sglang_lsm_min_free_bytes 0"), "{text}");
+        assert!(
+            !text.contains("namespace="),
+            "no quotas, no namespace samples"
+        );
+        check_samples(&text);
+    }
+
+    fn check_samples(text: &str) {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let mut parts = line.rsplitn(2, ' ');
             let value = parts.next().expect("value");
             assert!(value.parse::<f64>().is_ok(), "bad sample line {line:?}");
         }
+    }
+
+    #[test]
+    fn namespaces_and_floor_are_exposed_with_labels() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = StoreConfig {
+            min_free_bytes: Some(1 << 20),
+            namespace_quotas: [("a\"b".to_string(), 1 << 20), ("m".to_string(), 2 << 20)].into(),
+            ..StoreConfig::default()
+        };
+        let s = Store::open(dir.path(), cfg).expect("open");
+        let v = vec![1u8; 8192];
+        s.put_batch(&[b"m:1", b"m:2"], &[vec![&v[..]], vec![&v[..]]], &[])
+            .expect("put");
+        let text = s.metrics_text();
+        for want in [
+            "sglang_lsm_namespace_live_bytes{namespace=\"m\"} 16384",
+            "sglang_lsm_namespace_pages{namespace=\"m\"} 2",
+            "sglang_lsm_namespace_quota_bytes{namespace=\"m\"} 2097152",
+            "sglang_lsm_namespace_live_bytes{namespace=\"a\\\"b\"} 0",
+            "# TYPE sglang_lsm_namespace_evicted_pages_total counter",
+            "sglang_lsm_namespace_declined_pages_total{namespace=\"m\"} 0",
+            "sglang_lsm_min_free_bytes 1048576",
+            "sglang_lsm_free_bytes ",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        check_samples(&text);
     }
 }

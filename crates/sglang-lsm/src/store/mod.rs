@@ -12,9 +12,11 @@ mod dirlock;
 mod fptable;
 mod maintenance;
 mod metrics;
+mod quota;
 mod read;
 mod reclaim;
 mod residency;
+mod space;
 mod stats;
 mod verify;
 mod write;
@@ -34,7 +36,7 @@ use crate::vlog::format::FrameKind;
 use crate::vlog::{LogOptions, ReplayedFrame, ValueLog};
 use residency::{Residency, Slot};
 use stats::Counters;
-pub use stats::StoreStats;
+pub use stats::{NamespaceStats, StoreStats};
 pub use verify::{SegmentUsage, VerifyReport};
 
 pub(crate) struct Inner {
@@ -43,6 +45,9 @@ pub(crate) struct Inner {
     /// Segment size in force: the configured one, shrunk so a bounded store has >= 32 segments
     /// (reclamation works a segment at a time; smaller steps waste less capacity).
     segment_bytes: u64,
+    /// Present when `min_free_bytes` is set.
+    free_space: Option<space::FreeSpace>,
+    quotas: quota::Quotas,
     reclaim_lock: parking_lot::Mutex<()>,
     /// Present when `admission = second_sighting`.
     ghost: Option<parking_lot::Mutex<admission::Ghost>>,
@@ -119,13 +124,22 @@ impl Store {
         faults: Arc<FaultInjector>,
     ) -> Result<Self> {
         config.validate()?;
-        let segment_bytes = match config.capacity_bytes {
-            Some(cap) => config.segment_bytes.min(cap / 32).max(1 << 20),
-            None => config.segment_bytes,
-        };
         let dir = dir.as_ref().to_path_buf();
         let lock = dirlock::DirLock::acquire(&dir)?;
         dirlock::check_format(&dir)?;
+        // The floor's bound at open (ignoring the log already there, which only raises it).
+        let floor_bound = match config.min_free_bytes {
+            Some(min_free) => Some(
+                crate::io::free_bytes(&dir)
+                    .map_err(|e| crate::error::Error::io(&dir, e))?
+                    .saturating_sub(min_free),
+            ),
+            None => None,
+        };
+        let segment_bytes = match config.capacity_bytes.into_iter().chain(floor_bound).min() {
+            Some(bound) => config.segment_bytes.min(bound / 32).max(1 << 20),
+            None => config.segment_bytes,
+        };
         let index = Index::open(&dir.join("index"), config.index_cache_bytes)?;
         let persisted = index.persisted_seqno();
         let mut cleared_at = None;
@@ -144,7 +158,12 @@ impl Store {
         if let Some(id) = cleared_at {
             vlog.remove_segments_below(id)?;
         }
-        let residency = rebuild_residency(&index, &vlog)?;
+        let quotas = quota::Quotas::new(&config);
+        let residency = rebuild_residency(&index, &vlog, &quotas)?;
+        let free_space = match config.min_free_bytes {
+            Some(min_free) => Some(space::FreeSpace::new(&dir, min_free, vlog.total_bytes())?),
+            None => None,
+        };
         tracing::info!(
             dir = %dir.display(),
             pages = residency.len(),
@@ -164,6 +183,8 @@ impl Store {
             controller,
             config,
             segment_bytes,
+            free_space,
+            quotas,
             reclaim_lock: parking_lot::Mutex::new(()),
             ghost,
             vlog,
@@ -172,6 +193,7 @@ impl Store {
             counters: Counters::default(),
             maintenance: maintenance::Signal::default(),
         });
+        inner.shrink_to_quotas();
         let worker = maintenance::spawn(Arc::clone(&inner))?;
         Ok(Self {
             inner,
@@ -251,14 +273,15 @@ pub(crate) fn elapsed_us(since: std::time::Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-fn rebuild_residency(index: &Index, vlog: &ValueLog) -> Result<Residency> {
+fn rebuild_residency(index: &Index, vlog: &ValueLog, quotas: &quota::Quotas) -> Result<Residency> {
     let mut residency = Residency::default();
     let mut stale = Vec::new();
     let mut links = Vec::new();
     index.for_each_record(|key, rec| {
         let fp = fingerprint(key);
         if vlog.segment(rec.segment_id).is_some() {
-            residency.insert(fp, Slot::new(rec.segment_id, rec.len), NO_PARENT, rec.seqno);
+            let slot = Slot::new(rec.segment_id, rec.len).with_ns(quotas.ns_of(key));
+            residency.insert(fp, slot, NO_PARENT, rec.seqno);
             links.push((fp, rec.parent_fp));
         } else {
             stale.push(key.to_vec());
@@ -278,6 +301,34 @@ fn rebuild_residency(index: &Index, vlog: &ValueLog) -> Result<Residency> {
 }
 
 impl Inner {
+    /// The bound on log bytes in force: the smaller of `capacity_bytes` and what the free-space
+    /// floor allows; `None` when neither is set.
+    pub(crate) fn log_bound(&self) -> Option<u64> {
+        let floor = self
+            .free_space
+            .as_ref()
+            .map(|f| f.bound(self.vlog.total_bytes()));
+        self.config.capacity_bytes.into_iter().chain(floor).min()
+    }
+
+    /// Brings namespaces over their quota (reopened with a smaller one) back under it, so the
+    /// quota holds from the first operation. A failure is only logged: the next put to the
+    /// namespace evicts again, and until then the namespace declines.
+    fn shrink_to_quotas(&self) {
+        for ns in self.quotas.ids() {
+            if self.residency.read().namespace(ns).live_bytes <= self.quotas.quota(ns) {
+                continue;
+            }
+            match self.evict_for_quota(ns, 0, &std::collections::HashSet::new()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(ns, "namespace stays over its quota: no evictable leaf")
+                }
+                Err(e) => tracing::warn!(error = %e, ns, "could not shrink namespace to its quota"),
+            }
+        }
+    }
+
     pub(crate) fn flush_index(&self) -> Result<()> {
         {
             let _w = self.vlog.lock_writer();
@@ -304,6 +355,10 @@ impl Inner {
             log_bytes: sizes.iter().map(|(_, l)| l).sum(),
             segments: sizes.len() as u64,
             capacity_bytes: self.config.capacity_bytes,
+            min_free_bytes: self.config.min_free_bytes,
+            free_bytes: crate::io::free_bytes(&self.dir).ok(),
+            log_bound_bytes: self.log_bound(),
+            namespaces: self.quotas.stats(&self.residency.read()),
             index_disk_bytes: self.index.disk_bytes(),
             index_tables: self.index.table_count() as u64,
             memtable_bytes: self.index.memtable_bytes(),

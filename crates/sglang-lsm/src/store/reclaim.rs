@@ -84,9 +84,10 @@ pub(crate) struct Reclaimed {
 }
 
 /// Whether reclamation keeps (relocates) a page. Pages with resident children are always kept
-/// (no orphans); referenced ones unless `force`.
-fn keeps(slot: Slot, force: bool) -> bool {
-    slot.children > 0 || (!force && slot.referenced())
+/// (no orphans); referenced ones unless `force`; every one when `spare` (see
+/// `Inner::spares_live`).
+fn keeps(slot: Slot, force: bool, spare: bool) -> bool {
+    slot.children > 0 || (!force && (spare || slot.referenced()))
 }
 
 struct LivePage {
@@ -96,14 +97,31 @@ struct LivePage {
 }
 
 impl Inner {
-    /// Log bytes the reclaimer aims to stay under: capacity minus a headroom of one segment
-    /// (or 2%), so foreground puts rarely wait for inline reclamation. Measured on the
-    /// Mooncake trace, a 5% / two-segment headroom cost up to 2 points of hit rate at small
-    /// capacities (space held back is space not caching).
+    /// Log bytes the reclaimer aims to stay under: the log bound (capacity, free-space floor)
+    /// minus a headroom of one segment (or 2%), so foreground puts rarely wait for inline
+    /// reclamation. Measured on the Mooncake trace, a 5% / two-segment headroom cost up to 2
+    /// points of hit rate at small capacities (space held back is space not caching).
     pub(crate) fn reclaim_target_bytes(&self) -> Option<u64> {
-        let cap = self.config.capacity_bytes?;
+        let cap = self.log_bound()?;
         let headroom = self.segment_bytes.max(cap / 50);
         Some(cap.saturating_sub(headroom))
+    }
+
+    /// Whether reclamation should relocate every live page rather than evict: only with
+    /// namespace quotas, and only while live bytes sit at least a segment under the target.
+    /// Then the log is over its bound because of garbage — typically a quota'd namespace
+    /// churning within its quota — and evicting the victim's cold pages, which may belong to
+    /// another namespace, would let one tenant flush another. Compacting frees the space
+    /// instead. A blocked put's forced pass still evicts, so writes are never starved. Without
+    /// quotas the policy is unchanged.
+    fn spares_live(&self) -> bool {
+        if self.quotas.is_empty() {
+            return false;
+        }
+        let Some(target) = self.reclaim_target_bytes() else {
+            return false;
+        };
+        self.residency.read().live_bytes() + self.segment_bytes <= target
     }
 
     /// A sealed segment without live pages, else the one with the oldest live pages.
@@ -140,7 +158,8 @@ impl Inner {
             .iter()
             .find(|(id, _)| *id == victim)
             .map_or(0, |s| s.1);
-        let (mut keep, evict) = self.classify(victim, force)?;
+        let spare = !force && self.spares_live();
+        let (mut keep, evict) = self.classify(victim, force, spare)?;
         let mut out = Reclaimed {
             segment_id: victim,
             ..Reclaimed::default()
@@ -152,7 +171,7 @@ impl Inner {
             let (still, now_evictable): (Vec<LivePage>, Vec<LivePage>) = {
                 let r = self.residency.read();
                 keep.into_iter()
-                    .partition(|p| r.slot(p.fp).is_none_or(|s| keeps(s, force)))
+                    .partition(|p| r.slot(p.fp).is_none_or(|s| keeps(s, force, spare)))
             };
             keep = still;
             if now_evictable.is_empty() {
@@ -191,7 +210,12 @@ impl Inner {
     }
 
     /// Live pages of `victim` in log (prefix) order, split into keep and evict.
-    fn classify(&self, victim: u32, force: bool) -> Result<(Vec<LivePage>, Vec<LivePage>)> {
+    fn classify(
+        &self,
+        victim: u32,
+        force: bool,
+        spare: bool,
+    ) -> Result<(Vec<LivePage>, Vec<LivePage>)> {
         let mut keep = Vec::new();
         let mut evict = Vec::new();
         for (frame_offset, h) in self.vlog.frames(victim) {
@@ -217,7 +241,7 @@ impl Inner {
                     fp,
                     rec,
                 };
-                if keeps(slot, force) {
+                if keeps(slot, force, spare) {
                     keep.push(page);
                 } else {
                     evict.push(page);
@@ -356,10 +380,10 @@ impl Inner {
         Ok(true)
     }
 
-    /// Reclaims until `need_bytes` more fit under the capacity, or gives up after a bounded
+    /// Reclaims until `need_bytes` more fit under the log bound, or gives up after a bounded
     /// number of segments. Returns whether they fit.
     pub(crate) fn make_room(&self, need_bytes: u64) -> Result<bool> {
-        let Some(cap) = self.config.capacity_bytes else {
+        let Some(cap) = self.log_bound() else {
             return Ok(true);
         };
         // First with second chances; if everything was recently read, without them.

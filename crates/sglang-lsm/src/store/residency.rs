@@ -1,5 +1,6 @@
 //! The in-memory residency set: which pages exist, where, and the eviction state the
-//! reclaimer needs (referenced bit, resident-children count, per-segment live bytes and age).
+//! reclaimer needs (referenced bit, resident-children count, per-segment live bytes and age),
+//! plus live bytes per quota'd namespace (`store::quota`).
 //!
 //! Why in memory: `probe` of 128 keys must answer in microseconds, and SGLang probes on every
 //! request. One entry is 24 bytes (fingerprint + slot) in a table kept at most 3/4 full, so
@@ -25,7 +26,9 @@ pub struct Slot {
     /// only through its whole prefix, so evicting an ancestor would orphan its descendants.
     pub children: u32,
     flags: u16,
-    _reserved: u16,
+    /// Quota'd namespace id (0: none). Kept here, in what was padding, so quota accounting
+    /// needs no key and no extra memory per page.
+    pub ns: u16,
 }
 
 // SAFETY: plain integers; all-zero is a valid (empty) slot.
@@ -40,6 +43,22 @@ impl Slot {
             segment_id,
             blocks,
             ..Self::default()
+        }
+    }
+
+    /// The same slot, in quota'd namespace `ns` (0: none).
+    #[must_use]
+    pub fn with_ns(self, ns: u16) -> Self {
+        Self { ns, ..self }
+    }
+
+    /// The same slot with its referenced bit set (tests of eviction choices).
+    #[cfg(test)]
+    #[must_use]
+    pub fn with_referenced(self) -> Self {
+        Self {
+            flags: self.flags | REFERENCED,
+            ..self
         }
     }
 
@@ -66,12 +85,23 @@ pub struct SegmentMeta {
     pub first_seqno: u64,
 }
 
+/// Live bytes and pages of one quota'd namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NsUsage {
+    /// Aligned payload bytes of resident pages.
+    pub live_bytes: u64,
+    /// Resident pages.
+    pub pages: u64,
+}
+
 /// Resident pages and per-segment live bytes.
 #[derive(Default)]
 pub struct Residency {
     pages: FpTable<Slot>,
     segments: BTreeMap<u32, SegmentMeta>,
     live_bytes: u64,
+    /// Indexed by namespace id; grown on demand (ids are dense and few).
+    namespaces: Vec<NsUsage>,
 }
 
 impl Residency {
@@ -101,6 +131,14 @@ impl Residency {
         meta.live_bytes += slot.bytes();
         meta.first_seqno = meta.first_seqno.min(seqno);
         self.live_bytes += slot.bytes();
+        if slot.ns != 0 {
+            let i = usize::from(slot.ns);
+            if self.namespaces.len() <= i {
+                self.namespaces.resize(i + 1, NsUsage::default());
+            }
+            self.namespaces[i].live_bytes += slot.bytes();
+            self.namespaces[i].pages += 1;
+        }
     }
 
     fn unaccount(&mut self, slot: Slot) {
@@ -111,6 +149,11 @@ impl Residency {
             }
         }
         self.live_bytes = self.live_bytes.saturating_sub(slot.bytes());
+        if let Some(u) = self.namespaces.get_mut(usize::from(slot.ns)) {
+            debug_assert!(slot.ns == 0 || (u.pages > 0 && u.live_bytes >= slot.bytes()));
+            u.live_bytes = u.live_bytes.saturating_sub(slot.bytes());
+            u.pages = u.pages.saturating_sub(1);
+        }
     }
 
     /// Records a new page written at `seqno`; returns false (and changes nothing) if it was
@@ -136,6 +179,7 @@ impl Residency {
         self.unaccount(old);
         let moved = Slot {
             children: old.children,
+            ns: old.ns,
             flags: 0,
             ..to
         };
@@ -189,6 +233,18 @@ impl Residency {
         self.live_bytes
     }
 
+    /// Live bytes and pages of quota'd namespace `ns` (zero for 0, which is not tracked).
+    #[must_use]
+    pub fn namespace(&self, ns: u16) -> NsUsage {
+        if ns == 0 {
+            return NsUsage::default();
+        }
+        self.namespaces
+            .get(usize::from(ns))
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// Accounting per segment that holds live pages.
     #[must_use]
     pub fn segments(&self) -> &BTreeMap<u32, SegmentMeta> {
@@ -232,5 +288,31 @@ mod tests {
         assert_eq!(r.slot(10).map(|s| s.children), Some(0));
         assert!(!r.segments().contains_key(&3), "empty segments drop out");
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn namespace_accounting_follows_inserts_relocations_and_removals() {
+        let mut r = Residency::default();
+        assert!(r.insert(1, Slot::new(1, 5000).with_ns(2), NO_PARENT, 1));
+        assert!(r.insert(2, Slot::new(1, 4096).with_ns(2), 1, 1));
+        assert!(r.insert(3, Slot::new(1, 4096), NO_PARENT, 1));
+        let usage = |bytes, pages| NsUsage {
+            live_bytes: bytes,
+            pages,
+        };
+        assert_eq!(r.namespace(2), usage(3 * 4096, 2));
+        assert_eq!(r.namespace(0), usage(0, 0), "namespace 0 is not tracked");
+        assert_eq!(r.namespace(1), usage(0, 0));
+        assert!(r.relocate(1, Slot::new(4, 5000), 9));
+        assert_eq!(
+            r.slot(1).map(|s| s.ns),
+            Some(2),
+            "relocation keeps the namespace"
+        );
+        assert_eq!(r.namespace(2), usage(3 * 4096, 2));
+        r.remove(2, 1);
+        assert_eq!(r.namespace(2), usage(2 * 4096, 1));
+        r.clear();
+        assert_eq!(r.namespace(2), usage(0, 0));
     }
 }

@@ -61,6 +61,19 @@ pub struct StoreStats {
     pub segments: u64,
     /// Configured capacity bound on `log_bytes`, if any.
     pub capacity_bytes: Option<u64>,
+    /// Configured free-space floor, if any.
+    #[serde(default)]
+    pub min_free_bytes: Option<u64>,
+    /// Free bytes on the store's filesystem now (`statvfs`; `None` if it failed).
+    #[serde(default)]
+    pub free_bytes: Option<u64>,
+    /// The bound on `log_bytes` in force: the smaller of `capacity_bytes` and what
+    /// `min_free_bytes` allows (`log + free − min_free`, from a sample at most ~100 ms old).
+    #[serde(default)]
+    pub log_bound_bytes: Option<u64>,
+    /// Namespaces with a quota, in name order.
+    #[serde(default)]
+    pub namespaces: Vec<NamespaceStats>,
     /// Index bytes on disk.
     pub index_disk_bytes: u64,
     /// Index tables.
@@ -75,7 +88,7 @@ pub struct StoreStats {
     pub put_bytes: u64,
     /// Puts of pages that already existed (no-op successes).
     pub put_existing_pages: u64,
-    /// Pages declined because the capacity bound was reached.
+    /// Pages declined for lack of room: capacity bound, free-space floor or namespace quota.
     pub put_declined_pages: u64,
     /// Pages declined by `second_sighting` admission (first sightings).
     pub put_unadmitted_pages: u64,
@@ -118,4 +131,21 @@ pub struct StoreStats {
     /// The adaptive controller: knobs in force, workload, calibration, last window and
     /// decision.
     pub controller: ControllerStats,
+}
+
+/// Usage of one namespace with a quota.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceStats {
+    /// The namespace (key bytes before the separator).
+    pub namespace: String,
+    /// Its quota on live bytes.
+    pub quota_bytes: u64,
+    /// Aligned payload bytes of its resident pages.
+    pub live_bytes: u64,
+    /// Its resident pages.
+    pub pages: u64,
+    /// Pages evicted to keep it under its quota (capacity reclamation is counted globally).
+    pub evicted_pages: u64,
+    /// Pages declined because they did not fit its quota.
+    pub declined_pages: u64,
 }

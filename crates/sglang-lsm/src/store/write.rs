@@ -38,13 +38,23 @@ fn validate_put(keys: &[&[u8]], values: &[Vec<&[u8]>], prefix_keys: &[&[u8]]) ->
     Ok(())
 }
 
+/// Declines `chosen[from..]` (`false`, counted) and drops them from `chosen`.
+fn decline(results: &mut [bool], chosen: &mut Vec<usize>, from: usize, counters: &Counters) {
+    for &i in &chosen[from..] {
+        results[i] = false;
+    }
+    Counters::add(&counters.put_declined_pages, (chosen.len() - from) as u64);
+    chosen.truncate(from);
+}
+
 impl Store {
     /// Stores a batch of pages as one contiguous vectored append, in batch (prefix) order.
     ///
     /// `values[i]` holds page i as consecutive parts (SGLang passes K then V). `keys[i-1]` is
     /// the parent of `keys[i]`; `prefix_keys` is the chain before `keys[0]` (its last element is
     /// `keys[0]`'s parent). Returns one flag per page: `true` if stored or already present,
-    /// `false` if declined because the capacity bound is reached.
+    /// `false` if declined: the capacity bound or free-space floor is reached, or the page's
+    /// namespace quota (after evicting that namespace's coldest leaves), or admission.
     ///
     /// # Errors
     /// Invalid input (nothing written) or an I/O failure such as [`Error::NoSpace`] (the partial
@@ -93,15 +103,10 @@ impl Store {
             );
             chosen.truncate(admitted);
         }
-        let declined_from = self.capacity_cutoff(&chosen, values)?;
-        for &i in &chosen[declined_from..] {
-            results[i] = false;
-        }
-        Counters::add(
-            &inner.counters.put_declined_pages,
-            (chosen.len() - declined_from) as u64,
-        );
-        chosen.truncate(declined_from);
+        let quota_from = self.quota_cutoff(&chosen, keys, values, &parents)?;
+        decline(&mut results, &mut chosen, quota_from, &inner.counters);
+        let capacity_from = self.capacity_cutoff(&chosen, values)?;
+        decline(&mut results, &mut chosen, capacity_from, &inner.counters);
         if chosen.is_empty() {
             return Ok(results);
         }
@@ -115,6 +120,7 @@ impl Store {
             .collect();
         let mut frame = PreparedFrame::put(&pages);
         let mut bytes = 0u64;
+        let mut over_quota = 0u64;
         {
             let mut w = inner.vlog.lock_writer();
             let at = inner.vlog.append(&mut w, &mut frame)?;
@@ -122,6 +128,19 @@ impl Store {
             for (e, &i) in frame.entries().iter().zip(&chosen) {
                 if r.contains(fps[i]) {
                     continue; // a concurrent writer published it first; ours is garbage
+                }
+                let slot =
+                    Slot::new(at.segment_id, e.payload_len).with_ns(inner.quotas.ns_of(keys[i]));
+                // Concurrent batches of one namespace all passed `quota_cutoff`; the quota is
+                // enforced exactly here. From the first page that does not fit, the rest of
+                // the batch stays unpublished (garbage in the log, reclaimed like any other).
+                if over_quota > 0
+                    || r.namespace(slot.ns).live_bytes + slot.bytes() > inner.quotas.quota(slot.ns)
+                {
+                    over_quota += 1;
+                    inner.quotas.add_declined(slot.ns, 1);
+                    results[i] = false;
+                    continue;
                 }
                 let rec = IndexRecord {
                     segment_id: at.segment_id,
@@ -132,27 +151,23 @@ impl Store {
                     seqno: at.seqno,
                 };
                 inner.index.insert(keys[i], fps[i], &rec);
-                r.insert(
-                    fps[i],
-                    Slot::new(at.segment_id, e.payload_len),
-                    e.parent_fp,
-                    at.seqno,
-                );
+                r.insert(fps[i], slot, e.parent_fp, at.seqno);
                 bytes += e.payload_len;
             }
         }
-        Counters::add(&inner.counters.put_pages, chosen.len() as u64);
+        Counters::add(&inner.counters.put_declined_pages, over_quota);
+        Counters::add(&inner.counters.put_pages, chosen.len() as u64 - over_quota);
         Counters::add(&inner.counters.put_bytes, bytes);
         inner.after_publish()?;
         Ok(results)
     }
 
-    /// Index into `chosen` from which pages are declined for capacity. Pages are taken in
-    /// batch order and the rest declined once one does not fit, because a child is useless
-    /// without its parent. Checked before the append lock, so concurrent batches can overshoot
-    /// the bound by at most the batches in flight.
+    /// Index into `chosen` from which pages are declined for the log bound (capacity and
+    /// free-space floor). Pages are taken in batch order and the rest declined once one does
+    /// not fit, because a child is useless without its parent. Checked before the append lock,
+    /// so concurrent batches can overshoot the bound by at most the batches in flight.
     fn capacity_cutoff(&self, chosen: &[usize], values: &[Vec<&[u8]>]) -> Result<usize> {
-        let Some(cap) = self.inner.config.capacity_bytes else {
+        let Some(cap) = self.inner.log_bound() else {
             return Ok(chosen.len());
         };
         let need: u64 = 4096
@@ -292,12 +307,17 @@ impl Store {
     /// I/O failures; the store stays usable and a retry completes the clear.
     pub fn clear(&self) -> Result<()> {
         let inner = &self.inner;
-        let mut w = inner.vlog.lock_writer();
-        let fresh = inner.vlog.roll_now(&mut w)?;
-        let mut frame = PreparedFrame::marker(FrameKind::Clear, &[]);
-        inner.vlog.append(&mut w, &mut frame)?;
-        inner.index.clear()?;
-        inner.residency.write().clear();
-        inner.vlog.remove_segments_below(fresh)
+        {
+            let mut w = inner.vlog.lock_writer();
+            let fresh = inner.vlog.roll_now(&mut w)?;
+            let mut frame = PreparedFrame::marker(FrameKind::Clear, &[]);
+            inner.vlog.append(&mut w, &mut frame)?;
+            inner.index.clear()?;
+            inner.residency.write().clear();
+            inner.vlog.remove_segments_below(fresh)?;
+        }
+        // After the writer lock is released: an evictor takes its queue lock before it.
+        inner.quotas.clear_queues();
+        Ok(())
     }
 }
