@@ -12,11 +12,13 @@
 //!   documented model profiles, and SGLang's prefetch-timeout rule for "timely" hits.
 //! - [`replay`]: replays a trace against a real [`sglang_lsm::Store`], enforcing the capacity
 //!   with a chosen policy, and reports measured I/O next to the simulated baselines.
-//! - [`micro`]: put / cold get / probe throughput per page size against the device limit
+//! - [`bench`]: the `bench` command: [`compare`] (every store side by side, [`ablation`]s)
+//!   or, with `--ours-only`, [`micro`] (our store alone) — each against the device limit
 //!   ([`device`]) measured in the same run; [`scale`]: cost and memory from 100k to 10M pages.
 
 pub mod ablation;
 pub mod backend;
+pub mod bench;
 pub mod compare;
 pub mod device;
 pub mod gen;

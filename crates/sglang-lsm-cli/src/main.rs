@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sglang_lsm_bench::{compare, gen, micro, scale, ReplayArgs};
+use sglang_lsm_bench::{bench, gen, scale, ReplayArgs};
 
 #[derive(Parser)]
 #[command(
@@ -24,14 +24,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Built-in benchmark: put / cold get / probe per page size against the device limit.
-    Bench(micro::BenchArgs),
+    /// The main benchmark: every store side by side (ours, file-per-page baselines,
+    /// lsm-inline, RocksDB if built) against the device limit measured in the same run — page
+    /// sizes, object-count sweep, ablations — on small defaults (a few minutes);
+    /// --report DIR writes markdown and PNG plots. --ours-only: our store alone, medians of
+    /// --repeat.
+    #[command(visible_alias = "compare")]
+    Bench(bench::BenchArgs),
     /// Scale sweep: per-operation cost and RSS from 100k to 10M records.
     BenchScale(scale::ScaleArgs),
-    /// Every store side by side (ours, file-per-page baselines, lsm-inline, RocksDB if built)
-    /// against the device limit: page sizes, object-count sweep, ablations; --report DIR
-    /// writes markdown and PNG plots.
-    Compare(compare::CompareArgs),
     /// Generate a workload trace (staged phases or multi-turn conversations) for `replay`.
     Gen(gen::GenArgs),
     /// Replay a Mooncake-format trace against a real store under a capacity and policy.
@@ -71,9 +72,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
     let result = match cli.command {
-        Command::Bench(args) => micro::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::BenchScale(args) => scale::run(&args),
-        Command::Compare(args) => compare::run(&args),
         Command::Gen(args) => gen::run(&args),
         Command::Replay(args) => cmd::replay(&args),
         Command::Verify { dir } => cmd::verify(&dir),
