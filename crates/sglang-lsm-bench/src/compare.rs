@@ -8,7 +8,8 @@
 //! 2. **Object count**: small pages inserted up to each checkpoint; at each, the cost per
 //!    put, warm get and cold get, and the probe latency, per backend, within a time budget.
 //! 3. **Ablations** ([`crate::ablation`]): prefix-preserving vs scattered placement, read
-//!    coalescing, direct vs buffered writes; "value log vs inline" is `ours` vs `lsm-inline`.
+//!    coalescing, direct vs buffered writes; "value log vs inline" is `ours` vs `lsm-inline`;
+//!    then the compression measurement ([`crate::compression`]).
 //! 4. With `--report DIR`: a markdown report and PNG plots ([`crate::report`]), including
 //!    hit rate vs capacity from the policy simulators and a TTFT **model** CDF from a replay.
 
@@ -25,6 +26,7 @@ use sglang_lsm::io::AlignedBuf;
 use crate::ablation::{self, AblationResult};
 use crate::backend::{BackendKind, KvBackend};
 use crate::bench::CommonArgs;
+use crate::compression::{self, CompressionReport};
 use crate::device::{self, DeviceLimit};
 use crate::quantile::quantile;
 use crate::report::{self, TraceFigures};
@@ -73,18 +75,25 @@ pub struct CompareOptions {
     /// Skip the object-count sweep.
     #[arg(long)]
     pub skip_scale: bool,
-    /// Skip the ablations.
+    /// Skip the ablations (and the compression measurement).
     #[arg(long)]
     pub skip_ablations: bool,
+    /// Skip the compression measurement only.
+    #[arg(long)]
+    pub skip_compression: bool,
     /// Pages per prefix in the placement ablation.
     #[arg(long, default_value_t = 64)]
     pub ablation_prefix_pages: usize,
     /// Prefixes in the placement ablation.
     #[arg(long, default_value_t = 32)]
     pub ablation_prefixes: usize,
-    /// Page size in the placement ablation.
+    /// Page size in the placement ablation and the compression unit of the compression
+    /// measurement.
     #[arg(long, default_value = "128k", value_parser = parse_bytes)]
     pub ablation_page_bytes: u64,
+    /// Bytes of each synthetic data kind the compression measurement compresses.
+    #[arg(long, default_value = "64m", value_parser = parse_bytes)]
+    pub compression_bytes: u64,
     /// Mooncake trace for the report's hit-rate and TTFT-model figures.
     #[arg(
         long,
@@ -152,6 +161,9 @@ pub struct CompareReport {
     pub scale_page_bytes: u64,
     pub scale: Vec<ScalePoint>,
     pub ablations: Vec<AblationResult>,
+    /// The compression measurement (absent in reports from before it existed).
+    #[serde(default)]
+    pub compression: Option<CompressionReport>,
     /// Wall seconds of the whole run.
     #[serde(default)]
     pub wall_s: f64,
@@ -176,8 +188,9 @@ pub(crate) fn page_key(tag: &str, i: u64) -> String {
     )
 }
 
-/// Fills `buf` with xorshift bytes: incompressible like real KV tensors, so no store gains
-/// from compression or deduplication it would not get in production.
+/// Fills `buf` with xorshift bytes: incompressible, so no store gains from compression or
+/// deduplication it would not get in production (bf16 KV tensors compress only a little,
+/// see [`crate::compression`]).
 pub(crate) fn fill_random(buf: &mut [u8], seed: u64) {
     let mut s = seed | 1;
     for chunk in buf.chunks_mut(8) {
@@ -315,15 +328,28 @@ fn collect_in(
             scale.extend(r.with_context(|| format!("scale sweep of {}", kind.name()))?);
         }
     }
-    let ablations = if opts.skip_ablations {
-        Vec::new()
+    let (ablations, compression) = if opts.skip_ablations {
+        (Vec::new(), None)
     } else {
-        ablation::run_all(
+        let ablations = ablation::run_all(
             root,
             opts.ablation_prefixes,
             opts.ablation_prefix_pages,
             opts.ablation_page_bytes,
-        )?
+        )?;
+        let compression = if opts.skip_compression {
+            None
+        } else {
+            // The device right before the codecs, so "would it help" compares like with like.
+            eprintln!("compression: device limit, then the codecs");
+            let device = device::measure(root, common.bytes)?;
+            Some(compression::run(
+                opts.compression_bytes,
+                opts.ablation_page_bytes,
+                device,
+            )?)
+        };
+        (ablations, compression)
     };
     Ok(CompareReport {
         started_unix_s,
@@ -332,6 +358,7 @@ fn collect_in(
         scale_page_bytes: opts.scale_page_bytes,
         scale,
         ablations,
+        compression,
         wall_s: wall.elapsed().as_secs_f64(),
     })
 }
@@ -754,6 +781,9 @@ fn print_tables(r: &CompareReport) {
     println!("{}", page_size_table(r));
     println!("{}", scale_table(r));
     println!("{}", ablation::table(&r.ablations));
+    if let Some(c) = &r.compression {
+        println!("{}", compression::table(c));
+    }
     println!(
         "wall time {:.0} s. Ratios are within this run; on a shared or virtual disk repeat it \
          before trusting a difference under ~30%.",

@@ -12,14 +12,16 @@
 //!   documented model profiles, and SGLang's prefetch-timeout rule for "timely" hits.
 //! - [`replay`]: replays a trace against a real [`sglang_lsm::Store`], enforcing the capacity
 //!   with a chosen policy, and reports measured I/O next to the simulated baselines.
-//! - [`bench`]: the `bench` command: [`compare`] (every store side by side, [`ablation`]s)
-//!   or, with `--ours-only`, [`micro`] (our store alone) — each against the device limit
-//!   ([`device`]) measured in the same run; [`scale`]: cost and memory from 100k to 10M pages.
+//! - [`bench`]: the `bench` command: [`compare`] (every store side by side, [`ablation`]s,
+//!   [`compression`]) or, with `--ours-only`, [`micro`] (our store alone) — each against the
+//!   device limit ([`device`]) measured in the same run; [`scale`]: cost and memory from 100k
+//!   to 10M pages.
 
 pub mod ablation;
 pub mod backend;
 pub mod bench;
 pub mod compare;
+pub mod compression;
 pub mod device;
 pub mod gen;
 pub mod micro;

@@ -110,7 +110,7 @@ pub fn write(dir: &Path, r: &CompareReport, figures: Option<&TraceFigures>) -> a
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     register_font()?;
     let mut md = String::new();
-    md.push_str("# sglang-lsm compare report\n\n");
+    md.push_str("# sglang-lsm bench report (every store side by side)\n\n");
     md.push_str(&format!(
         "Command: `{}`  \nStarted: {} (Unix seconds). Ratios are within this run; the device \
          limit is an O_DIRECT sequential write/read of the same bytes measured right before \
@@ -120,6 +120,9 @@ pub fn write(dir: &Path, r: &CompareReport, figures: Option<&TraceFigures>) -> a
     md.push_str(&page_size_table(r));
     md.push_str(&scale_table(r));
     md.push_str(&ablation::table(&r.ablations));
+    if let Some(c) = &r.compression {
+        md.push_str(&crate::compression::table(c));
+    }
     if !r.page_sizes.is_empty() {
         plot_throughput(&dir.join("throughput_vs_page_size.png"), r)?;
         md.push_str("\n![throughput vs page size](throughput_vs_page_size.png)\n");

@@ -62,6 +62,8 @@ fn compare_runs_every_backend_and_the_report_has_tables_and_plots() {
         "3",
         "--ablation-prefix-pages",
         "4",
+        "--compression-bytes",
+        "512k",
     ]);
     let r = compare::collect(&cli.args).expect("compare runs");
     let kinds = sglang_lsm_bench::backend::BackendKind::available();
@@ -86,6 +88,7 @@ fn compare_runs_every_backend_and_the_report_has_tables_and_plots() {
         .ablations
         .iter()
         .any(|a| a.variant.contains("no read coalescing")));
+    assert!(r.compression.is_some());
     assert!(r.ablations[0].variant.contains("prefix order"));
 
     let trace = work.path().join("trace.jsonl");

@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// The main benchmark: every store side by side (ours, file-per-page baselines,
     /// lsm-inline, RocksDB if built) against the device limit measured in the same run — page
-    /// sizes, object-count sweep, ablations — on small defaults (a few minutes);
+    /// sizes, object-count sweep, ablations, compression — on small defaults (a few minutes);
     /// --report DIR writes markdown and PNG plots. --ours-only: our store alone, medians of
     /// --repeat.
     #[command(visible_alias = "compare")]

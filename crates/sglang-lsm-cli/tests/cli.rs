@@ -109,7 +109,7 @@ fn bench_runs_the_comparison_by_default_with_tiny_sizes() {
         ])
         .args(["--scale-counts", "200,400", "--scale-budget-s", "5"])
         .args(["--ablation-prefixes", "2", "--ablation-prefix-pages", "2"])
-        .arg("--json")
+        .args(["--compression-bytes", "256k", "--json"])
         .arg(&json)
         .output()
         .expect("run");
@@ -127,6 +127,7 @@ fn bench_runs_the_comparison_by_default_with_tiny_sizes() {
         "ours put / this",
         "**Object count**",
         "ours, no read coalescing",
+        "**Compression**",
         "wall time",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
@@ -136,6 +137,7 @@ fn bench_runs_the_comparison_by_default_with_tiny_sizes() {
     assert!(v["page_sizes"][0]["cases"]
         .as_array()
         .is_some_and(|c| c.len() >= 5));
+    assert_eq!(v["compression"]["rows"].as_array().map(Vec::len), Some(6));
 }
 
 #[test]
