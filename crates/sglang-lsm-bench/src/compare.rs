@@ -392,6 +392,12 @@ impl PageSlots {
         u64::from_le_bytes(a)
     }
 
+    /// Slot `i`'s bytes past the stamp: equal for two `PageSlots` built with the same seed,
+    /// so a reader can check a page's exact content against a reference set.
+    pub(crate) fn body(&self, i: usize) -> &[u8] {
+        &self.bufs[i][STAMP_BYTES..]
+    }
+
     fn halves(page: usize) -> usize {
         // Split K|V at a 4 KiB boundary so aligned stores keep every part aligned.
         if page >= 8192 && (page / 2).is_multiple_of(4096) {

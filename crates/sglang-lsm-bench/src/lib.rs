@@ -15,11 +15,12 @@
 //! - [`bench`]: the `bench` command: [`compare`] (every store side by side, [`ablation`]s,
 //!   [`compression`]) or, with `--ours-only`, [`micro`] (our store alone) — each against the
 //!   device limit ([`device`]) measured in the same run; [`scale`]: cost and memory from 100k
-//!   to 10M pages.
+//!   to 10M pages; [`capacity`]: the disk bound and a restart in a 10x-capacity write run.
 
 pub mod ablation;
 pub mod backend;
 pub mod bench;
+pub mod capacity;
 pub mod compare;
 pub mod compression;
 pub mod device;

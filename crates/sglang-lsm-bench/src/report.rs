@@ -27,14 +27,14 @@ use crate::ttft::ModelKind;
 use crate::units::fmt_bytes;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-const FONT_FAMILY: &str = "sans-serif";
+pub(crate) const FONT_FAMILY: &str = "sans-serif";
 /// Capacities of the hit-rate figure, as fractions of the trace's distinct blocks (the
 /// REFERENCE.md §6 grid).
 pub const CAPACITY_FRACS: [f64; 4] = [0.01, 0.05, 0.10, 0.25];
 /// Capacity of the replay behind the TTFT figure.
 const TTFT_CAPACITY_FRAC: f64 = 0.10;
 
-fn register_font() -> anyhow::Result<()> {
+pub(crate) fn register_font() -> anyhow::Result<()> {
     static DONE: OnceLock<bool> = OnceLock::new();
     let ok = *DONE.get_or_init(|| {
         plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT).is_ok()
@@ -206,7 +206,7 @@ type Series = (String, Vec<(f64, f64)>, bool);
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
+pub(crate) fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("plot: {e}")
 }
 

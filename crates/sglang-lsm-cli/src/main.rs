@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sglang_lsm_bench::{bench, gen, scale, ReplayArgs};
+use sglang_lsm_bench::{bench, capacity, gen, scale, ReplayArgs};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Scale sweep: per-operation cost and RSS from 100k to 10M records.
     BenchScale(scale::ScaleArgs),
+    /// Capacity bound: writes 10x the capacity in prefix chains with a hot set, restarts
+    /// halfway, checks the disk never exceeds the bound, contents survive, no orphans; exit 1
+    /// if a check fails. --report DIR draws disk bytes vs bytes written.
+    BenchCapacity(capacity::CapacityArgs),
     /// Generate a workload trace (staged phases or multi-turn conversations) for `replay`.
     Gen(gen::GenArgs),
     /// Replay a Mooncake-format trace against a real store under a capacity and policy.
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::BenchScale(args) => scale::run(&args),
+        Command::BenchCapacity(args) => capacity::run(&args),
         Command::Gen(args) => gen::run(&args),
         Command::Replay(args) => cmd::replay(&args),
         Command::Verify { dir } => cmd::verify(&dir),

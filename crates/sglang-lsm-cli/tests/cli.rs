@@ -180,3 +180,60 @@ fn compare_is_an_alias_of_bench() {
         "{help}"
     );
 }
+
+#[test]
+fn bench_capacity_tiny_run_keeps_the_bound_and_the_contents() {
+    let work = bench_dir();
+    let json = work.path().join("cap.json");
+    let report = work.path().join("report");
+    let out = bin()
+        .arg("bench-capacity")
+        .arg("--dir")
+        .arg(work.path())
+        .args([
+            "--capacity",
+            "16m",
+            "--write-multiple",
+            "3",
+            "--page-bytes",
+            "64k",
+        ])
+        .args([
+            "--chain-pages",
+            "4",
+            "--batch-pages",
+            "2",
+            "--hot-chains",
+            "2",
+        ])
+        .args(["--hot-read-every", "2m", "--sample-ms", "5", "--json"])
+        .arg(&json)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Result: PASSED"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
+    assert_eq!(v["bound_violations"], 0);
+    assert_eq!(v["restart_changed_chains"], 0);
+    assert!(v["bytes_written"].as_u64().is_some_and(|b| b >= 48 << 20));
+    assert!(v["after_reopen"]["verified_pages"]
+        .as_u64()
+        .is_some_and(|n| n > 0));
+    let png = std::fs::read(report.join("capacity_bound.png")).expect("png");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+
+    let out = bin()
+        .args(["bench-capacity", "--chain-pages", "3", "--batch-pages", "2"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("multiple of --batch-pages"));
+}
