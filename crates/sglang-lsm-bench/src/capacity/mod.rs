@@ -30,6 +30,8 @@
 
 pub mod disk;
 mod plot;
+mod summary;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,12 +45,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sglang_lsm::{Store, StoreConfig};
 
-use crate::compare::{page_key, PageSlots};
+use crate::compare::PageSlots;
 use crate::units::{fmt_bytes, parse_bytes};
 use disk::{DiskSample, Sampler, Samples};
-
-/// Seed of the page patterns (writer slots and the reference copy are built from it).
-const PATTERN_SEED: u64 = 0xCAFE;
+pub use summary::{summary, write_report};
+use writer::{restart_store, Run, PATTERN_SEED};
 
 /// Options of `sglang-lsm bench-capacity`.
 #[derive(Args, Clone, Debug)]
@@ -175,183 +176,6 @@ pub struct CapacityReport {
     pub store_samples: Vec<StoreSample>,
 }
 
-/// The writer's state: store, page buffers, progress.
-struct Run<'a> {
-    args: &'a CapacityArgs,
-    dir: PathBuf,
-    config: StoreConfig,
-    store: Option<Store>,
-    slots: PageSlots,
-    reference: PageSlots,
-    read: PageSlots,
-    written: Arc<AtomicU64>,
-    declined: u64,
-    samples: Samples,
-    store_samples: Vec<StoreSample>,
-    start: Instant,
-    wrong_hot_pages: u64,
-    /// Counters of the store before the restart (a reopened store counts from zero):
-    /// put bytes, relocated bytes, evicted pages, reclaimed segments.
-    before_counters: [u64; 4],
-}
-
-impl Run<'_> {
-    fn store(&self) -> anyhow::Result<&Store> {
-        self.store.as_ref().context("store is closed")
-    }
-
-    fn keys(&self, chain: usize) -> Vec<String> {
-        let n = self.args.chain_pages;
-        (0..n)
-            .map(|j| page_key("cap", (chain * n + j) as u64))
-            .collect()
-    }
-
-    /// Writes batch `b` of `chain`, passing the chain before it as `prefix_keys`.
-    fn put_batch(&mut self, chain: usize, b: usize) -> anyhow::Result<()> {
-        let (cp, bp) = (self.args.chain_pages, self.args.batch_pages);
-        let keys = self.keys(chain);
-        for j in 0..bp {
-            self.slots.stamp(j, (chain * cp + b * bp + j) as u64);
-        }
-        let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-        let (prefix, rest) = refs.split_at(b * bp);
-        let ok = self
-            .store()?
-            .put_batch(&rest[..bp], &self.slots.parts(bp), prefix)?;
-        self.declined += ok.iter().filter(|&&x| !x).count() as u64;
-        self.written
-            .fetch_add(bp as u64 * self.args.page_bytes, Relaxed);
-        let written = self.written.load(Relaxed);
-        let st = self.store()?.stats();
-        self.store_samples.push(StoreSample {
-            written,
-            log_bytes: st.log_bytes,
-            index_disk_bytes: st.index_disk_bytes,
-            pages: st.pages,
-        });
-        self.samples.take(&self.dir, self.start, written)?;
-        Ok(())
-    }
-
-    fn put_chain(&mut self, chain: usize, from_batch: usize) -> anyhow::Result<()> {
-        for b in from_batch..self.args.chain_pages / self.args.batch_pages {
-            self.put_batch(chain, b)?;
-        }
-        Ok(())
-    }
-
-    /// Reads `chain` into the read slots; returns the hit flags, counting pages whose bytes
-    /// are wrong.
-    fn read_chain(&mut self, chain: usize) -> anyhow::Result<(Vec<bool>, u64)> {
-        let cp = self.args.chain_pages;
-        let keys = self.keys(chain);
-        let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-        let store = self.store.as_ref().context("store is closed")?;
-        let hits = store.get_batch(&refs, &mut self.read.parts_mut(cp))?;
-        let mut wrong = 0;
-        for (j, _) in hits.iter().enumerate().filter(|(_, &h)| h) {
-            let idx = (chain * cp + j) as u64;
-            let pattern = (idx % self.args.batch_pages as u64) as usize;
-            if self.read.stamp_of(j) != idx || self.read.body(j) != self.reference.body(pattern) {
-                wrong += 1;
-            }
-        }
-        Ok((hits, wrong))
-    }
-
-    /// Reads the hot set like a returning prompt: probe, get, write back what missed.
-    /// Returns (leading hits, pages asked).
-    fn read_hot(&mut self) -> anyhow::Result<(u64, u64)> {
-        let (mut hit, mut asked) = (0, 0);
-        for c in 0..self.args.hot_chains {
-            let keys = self.keys(c);
-            let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-            let n = self.store()?.probe(&refs, &[])?;
-            let (hits, wrong) = self.read_chain(c)?;
-            self.wrong_hot_pages += wrong;
-            // A page relocated between lookup and read reads as a miss once; count the
-            // leading run of hits, as SGLang does, and never more than the probe promised.
-            let lead = hits.iter().take_while(|&&h| h).count().min(n);
-            hit += lead as u64;
-            asked += keys.len() as u64;
-            if lead < keys.len() {
-                self.put_chain(c, lead / self.args.batch_pages)?;
-            }
-        }
-        Ok((hit, asked))
-    }
-
-    /// Waits until reclamation has settled (no change in log bytes, pages or reclaimed
-    /// segments for three polls), so residency is stable while it is compared.
-    fn quiesce(&self) -> anyhow::Result<()> {
-        let sig = |s: &Store| {
-            let st = s.stats();
-            (
-                st.log_bytes,
-                st.pages,
-                st.segments_reclaimed,
-                st.evicted_pages,
-            )
-        };
-        let store = self.store()?;
-        let mut last = sig(store);
-        let mut stable = 0;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while stable < 3 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-            let now = sig(store);
-            stable = if now == last { stable + 1 } else { 0 };
-            last = now;
-        }
-        Ok(())
-    }
-
-    /// Residency of every chain (`exists`, no I/O), checked for orphans and against `probe`;
-    /// with `read`, every resident page is also read and compared byte for byte. Returns the
-    /// resident-prefix length per chain.
-    fn check_chains(
-        &mut self,
-        chains: usize,
-        read: bool,
-    ) -> anyhow::Result<(ChainCheck, Vec<usize>)> {
-        let mut c = ChainCheck {
-            chains,
-            ..ChainCheck::default()
-        };
-        let mut lens = Vec::with_capacity(chains);
-        for chain in 0..chains {
-            let keys = self.keys(chain);
-            let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-            let store = self.store()?;
-            let present: Vec<bool> = refs
-                .iter()
-                .map(|k| store.exists(k))
-                .collect::<Result<_, _>>()?;
-            let lead = present.iter().take_while(|&&p| p).count();
-            let resident = present.iter().filter(|&&p| p).count();
-            c.resident_pages += resident as u64;
-            c.orphans += (resident - lead) as u64;
-            if store.probe(&refs, &[])? != lead {
-                c.probe_mismatches += 1;
-            }
-            if read {
-                let (hits, wrong) = self.read_chain(chain)?;
-                c.verified_pages += hits.iter().filter(|&&h| h).count() as u64;
-                c.wrong_pages += wrong;
-                c.wrong_pages += hits
-                    .iter()
-                    .zip(&present)
-                    .filter(|(h, p)| **p && !**h)
-                    .count() as u64;
-            }
-            lens.push(lead);
-        }
-        c.store_pages = self.store()?.stats().pages;
-        Ok((c, lens))
-    }
-}
-
 /// The segment size the engine picks for a bounded store (`Store::open`, store/mod.rs): the
 /// configured size, shrunk so the capacity holds at least 32 segments, at least 1 MiB.
 fn engine_segment_bytes(config: &StoreConfig) -> u64 {
@@ -419,27 +243,6 @@ pub fn run(args: &CapacityArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// Writes `capacity_bound.png`, `capacity.md` and `capacity.json` into `out`.
-///
-/// # Errors
-/// A file cannot be written or the plot fails.
-pub fn write_report(out: &Path, r: &CapacityReport) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    plot::draw(&out.join("capacity_bound.png"), r)?;
-    let md = format!(
-        "# sglang-lsm bench-capacity\n\nCommand: `{}`\n\n{}\n![disk bytes vs bytes written](capacity_bound.png)\n",
-        r.command,
-        summary(r)
-    );
-    std::fs::write(out.join("capacity.md"), md).context("writing capacity.md")?;
-    std::fs::write(
-        out.join("capacity.json"),
-        serde_json::to_string_pretty(r)? + "\n",
-    )
-    .context("writing capacity.json")?;
-    Ok(())
 }
 
 fn collect(args: &CapacityArgs, dir: &Path) -> anyhow::Result<CapacityReport> {
@@ -585,158 +388,4 @@ fn collect(args: &CapacityArgs, dir: &Path) -> anyhow::Result<CapacityReport> {
         disk_samples: disk,
         store_samples: std::mem::take(&mut run.store_samples),
     })
-}
-
-type RestartOutcome = (ChainCheck, ChainCheck, u64, u64, u64, u64, f64);
-
-/// Closes and reopens the store once `chains` chains are written: residency before, then
-/// after the reopen residency again and every resident page's bytes.
-fn restart_store(run: &mut Run<'_>, chains: usize) -> anyhow::Result<RestartOutcome> {
-    run.quiesce()?;
-    let (before, lens_before) = run.check_chains(chains, false)?;
-    let restart_written = run.written.load(Relaxed);
-    let st = run.store()?.stats();
-    run.before_counters = [
-        st.put_bytes,
-        st.relocated_bytes,
-        st.evicted_pages,
-        st.segments_reclaimed,
-    ];
-    let t = Instant::now();
-    drop(run.store.take());
-    run.store = Some(
-        Store::open(&run.dir, run.config.clone())
-            .with_context(|| format!("reopening store at {}", run.dir.display()))?,
-    );
-    let reopen_s = t.elapsed().as_secs_f64();
-    let (after, lens_after) = run.check_chains(chains, true)?;
-    let (mut lost, mut gained, mut changed) = (0u64, 0u64, 0u64);
-    for (b, a) in lens_before.iter().zip(&lens_after) {
-        if a != b {
-            changed += 1;
-            lost += b.saturating_sub(*a) as u64;
-            gained += a.saturating_sub(*b) as u64;
-        }
-    }
-    Ok((
-        before,
-        after,
-        lost,
-        gained,
-        changed,
-        restart_written,
-        reopen_s,
-    ))
-}
-
-fn mib(b: i64) -> f64 {
-    b as f64 / f64::from(1u32 << 20)
-}
-
-/// The result as markdown.
-pub fn summary(r: &CapacityReport) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let pct = |(h, n): (u64, u64)| {
-        if n == 0 {
-            "-".to_string()
-        } else {
-            format!("{:.1}% ({h}/{n} pages)", 100.0 * h as f64 / n as f64)
-        }
-    };
-    let ok = |b: bool| if b { "ok" } else { "FAILED" };
-    let _ = writeln!(
-        s,
-        "Capacity {} (segment {}), {} pages in chains of {} written {} per put_batch, {} hot chains; \
-         wrote {} ({:.1}x capacity) in {:.0} s, restart after {}.\n",
-        fmt_bytes(r.capacity_bytes),
-        fmt_bytes(r.segment_bytes),
-        fmt_bytes(r.page_bytes),
-        r.chain_pages,
-        r.batch_pages,
-        r.hot_chains,
-        fmt_bytes(r.bytes_written),
-        r.bytes_written as f64 / r.capacity_bytes as f64,
-        r.wall_s,
-        fmt_bytes(r.restart_written)
-    );
-    let _ = writeln!(s, "| check | result |");
-    let _ = writeln!(s, "|---|---|");
-    let _ = writeln!(
-        s,
-        "| disk <= capacity + segment + index, {} samples | {}: max on disk {:.1} MiB (value log {:.1} MiB, at most {:.1} MiB past the capacity; index+meta {:.1} MiB); closest to the bound: {:.1} MiB under |",
-        r.disk_samples.len(),
-        ok(r.bound_violations == 0),
-        mib(r.max_disk_bytes as i64),
-        mib(r.max_vlog_disk_bytes as i64),
-        mib(r.max_vlog_over_capacity_bytes),
-        mib(r.max_other_disk_bytes as i64),
-        -mib(r.worst_margin_bytes)
-    );
-    let _ = writeln!(
-        s,
-        "| store's log_bytes (max) | {} (largest segment file {}) |",
-        fmt_bytes(r.max_log_bytes),
-        fmt_bytes(r.largest_segment_file)
-    );
-    let _ = writeln!(
-        s,
-        "| restart keeps residency | {}: {} chains, {} pages before; {} chains changed, {} lost, {} gained; reopen {:.2} s |",
-        ok(r.restart_changed_chains == 0),
-        r.before_restart.chains,
-        r.before_restart.resident_pages,
-        r.restart_changed_chains,
-        r.restart_lost_pages,
-        r.restart_gained_pages,
-        r.reopen_s
-    );
-    let _ = writeln!(
-        s,
-        "| contents after reopen | {}: {} pages read back byte for byte, {} wrong |",
-        ok(r.after_reopen.wrong_pages == 0),
-        r.after_reopen.verified_pages,
-        r.after_reopen.wrong_pages
-    );
-    let _ = writeln!(
-        s,
-        "| contents of every hot-set read | {}: {} pages wrong |",
-        ok(r.hot_wrong_pages == 0),
-        r.hot_wrong_pages
-    );
-    for (name, c) in [
-        ("before restart", &r.before_restart),
-        ("after reopen", &r.after_reopen),
-        ("end", &r.end),
-    ] {
-        let _ = writeln!(
-            s,
-            "| no orphans, probe agrees, {name} | {}: {} resident pages (store: {}), {} orphans, {} probe mismatches |",
-            ok(c.orphans == 0 && c.probe_mismatches == 0 && c.resident_pages == c.store_pages),
-            c.resident_pages,
-            c.store_pages,
-            c.orphans,
-            c.probe_mismatches
-        );
-    }
-    let _ = writeln!(
-        s,
-        "| hot-set hit rate before / after restart | {} / {} |",
-        pct(r.hot_hits_before_restart),
-        pct(r.hot_hits_after_restart)
-    );
-    let _ = writeln!(
-        s,
-        "| write amplification, evicted, relocated (before restart), declined | {:.2}, {} pages, {} ({}), {} pages |",
-        r.write_amplification,
-        r.evicted_pages,
-        fmt_bytes(r.relocated_bytes),
-        fmt_bytes(r.relocated_bytes_before_restart),
-        r.pages_declined
-    );
-    let _ = writeln!(
-        s,
-        "\nResult: {}",
-        if r.passed { "PASSED" } else { "FAILED" }
-    );
-    s
 }
