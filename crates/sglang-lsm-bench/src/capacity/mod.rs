@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use sglang_lsm::{Store, StoreConfig};
 
 use crate::compare::PageSlots;
+use crate::quantile::quantile;
 use crate::units::{fmt_bytes, parse_bytes};
 use disk::{DiskSample, Sampler, Samples};
 pub use summary::{summary, write_report};
@@ -152,6 +153,9 @@ pub struct CapacityReport {
     /// Largest (value log on disk - capacity): how far past the capacity the log went while
     /// reclamation caught up.
     pub max_vlog_over_capacity_bytes: i64,
+    /// put_batch latency percentiles (p50, p99, max) in ms: a put that has to wait for
+    /// inline reclamation is the cost of the bound.
+    pub put_batch_ms: (f64, f64, f64),
     pub hot_hits_before_restart: (u64, u64),
     pub hot_hits_after_restart: (u64, u64),
     pub before_restart: ChainCheck,
@@ -281,6 +285,7 @@ fn collect(args: &CapacityArgs, dir: &Path) -> anyhow::Result<CapacityReport> {
         samples: samples.clone(),
         store_samples: Vec::new(),
         start,
+        put_ms: Vec::new(),
         wrong_hot_pages: 0,
         before_counters: [0; 4],
     };
@@ -371,6 +376,11 @@ fn collect(args: &CapacityArgs, dir: &Path) -> anyhow::Result<CapacityReport> {
             .max()
             .unwrap_or(0),
         relocated_bytes_before_restart: reloc0,
+        put_batch_ms: (
+            quantile(&mut run.put_ms.clone(), 0.5),
+            quantile(&mut run.put_ms.clone(), 0.99),
+            run.put_ms.iter().copied().fold(0.0, f64::max),
+        ),
         hot_hits_before_restart: hot[0],
         hot_hits_after_restart: hot[1],
         before_restart: before,

@@ -119,6 +119,11 @@ pub fn summary(r: &CapacityReport) -> String {
     }
     let _ = writeln!(
         s,
+        "| put_batch latency p50 / p99 / max | {:.1} / {:.1} / {:.0} ms |",
+        r.put_batch_ms.0, r.put_batch_ms.1, r.put_batch_ms.2
+    );
+    let _ = writeln!(
+        s,
         "| hot-set hit rate before / after restart | {} / {} |",
         pct(r.hot_hits_before_restart),
         pct(r.hot_hits_after_restart)

@@ -30,6 +30,8 @@ pub(super) struct Run<'a> {
     pub(super) samples: Samples,
     pub(super) store_samples: Vec<StoreSample>,
     pub(super) start: Instant,
+    /// Latency of every put_batch: inline reclamation shows up here.
+    pub(super) put_ms: Vec<f64>,
     pub(super) wrong_hot_pages: u64,
     /// Counters of the store before the restart (a reopened store counts from zero):
     /// put bytes, relocated bytes, evicted pages, reclaimed segments.
@@ -57,9 +59,11 @@ impl Run<'_> {
         }
         let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
         let (prefix, rest) = refs.split_at(b * bp);
+        let t = Instant::now();
         let ok = self
             .store()?
             .put_batch(&rest[..bp], &self.slots.parts(bp), prefix)?;
+        self.put_ms.push(t.elapsed().as_secs_f64() * 1e3);
         self.declined += ok.iter().filter(|&&x| !x).count() as u64;
         self.written
             .fetch_add(bp as u64 * self.args.page_bytes, Relaxed);
