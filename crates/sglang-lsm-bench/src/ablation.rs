@@ -8,12 +8,17 @@
 //! - **ours, scattered**: the same pages written one per call, round-robin across prefixes, so
 //!   consecutive pages of a prefix sit `prefixes` pages apart in the log — what hashed
 //!   placement (or a store without prefix-ordered batches) does to a prefix.
+//! - **ours, no read coalescing**: prefix order with `coalesce_reads = false`, so a prefix read
+//!   is one I/O per page (still spread over the read threads) instead of a few merged ones.
 //! - **ours, buffered writes**: prefix order with `direct_write = false` (page-cache writes).
 //! - **lsm-inline, prefix order**: values inline in the LSM tree instead of a value log.
 //! - **file-fast, prefix order**: the strong file-per-page store, for scale.
 //!
-//! Each row reports put throughput (including `sync`), cold read throughput and the per-prefix
-//! read latency percentiles.
+//! Each row reports put throughput (including `sync`), cold read throughput, the per-prefix
+//! read latency percentiles, and for our store the read I/Os per prefix.
+//!
+//! Compression is measured apart ([`crate::compression`]): the engine has no compression to
+//! switch off, so the question there is whether adding it would help.
 
 use std::path::Path;
 use std::time::Instant;
@@ -45,6 +50,9 @@ pub struct AblationResult {
     pub prefix_read_p50_ms: f64,
     pub prefix_read_p99_ms: f64,
     pub cold: bool,
+    /// Read I/Os per prefix read, for stores that count them.
+    #[serde(default)]
+    pub read_ios_per_prefix: Option<f64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -75,6 +83,10 @@ pub fn run_all(
         direct_write: false,
         ..StoreConfig::default()
     };
+    let uncoalesced = StoreConfig {
+        coalesce_reads: false,
+        ..StoreConfig::default()
+    };
     type Open = Box<dyn Fn(&Path) -> anyhow::Result<Box<dyn KvBackend>>>;
     let variants: Vec<(&str, &str, Order, Open)> = vec![
         (
@@ -88,6 +100,12 @@ pub fn run_all(
             "placement: one page per call, prefixes interleaved (hashed-placement proxy)",
             Order::Scattered,
             Box::new(|d: &Path| Ok(Box::new(Ours::open(d, StoreConfig::default())?) as _)),
+        ),
+        (
+            "ours, no read coalescing",
+            "coalesce_reads = false: one read I/O per page instead of merged extents",
+            Order::Prefix,
+            Box::new(move |d: &Path| Ok(Box::new(Ours::open(d, uncoalesced.clone())?) as _)),
         ),
         (
             "ours, buffered writes",
@@ -115,7 +133,7 @@ pub fn run_all(
         let r = run_one(backend.as_ref(), order, prefixes, prefix_pages, page_bytes);
         drop(backend);
         std::fs::remove_dir_all(&dir).ok();
-        let (put, read, p50, p99, cold) = r?;
+        let (put, read, p50, p99, cold, ios) = r?;
         out.push(AblationResult {
             variant: variant.to_string(),
             measures: measures.to_string(),
@@ -127,6 +145,7 @@ pub fn run_all(
             prefix_read_p50_ms: p50,
             prefix_read_p99_ms: p99,
             cold,
+            read_ios_per_prefix: ios,
         });
     }
     Ok(out)
@@ -138,7 +157,7 @@ fn run_one(
     prefixes: usize,
     prefix_pages: usize,
     page_bytes: u64,
-) -> anyhow::Result<(f64, f64, f64, f64, bool)> {
+) -> anyhow::Result<(f64, f64, f64, f64, bool, Option<f64>)> {
     let page = usize::try_from(page_bytes)?;
     let key = |p: usize, j: usize| page_key("abl", (p * prefix_pages + j) as u64);
     let keys: Vec<Vec<String>> = (0..prefixes)
@@ -193,6 +212,7 @@ fn run_one(
         idx.swap(i, (s % (i as u64 + 1)) as usize);
     }
     let mut ms = Vec::with_capacity(prefixes);
+    let ios_before = backend.read_ios();
     let start = Instant::now();
     for &p in &idx {
         let refs: Vec<&[u8]> = keys[p].iter().map(|k| k.as_bytes()).collect();
@@ -210,12 +230,17 @@ fn run_one(
         }
     }
     let read_s = start.elapsed().as_secs_f64();
+    let ios = backend
+        .read_ios()
+        .zip(ios_before)
+        .map(|(after, before)| (after - before) as f64 / prefixes as f64);
     Ok((
         total / put_s,
         total / read_s,
         quantile(&mut ms.clone(), 0.5),
         quantile(&mut ms, 0.99),
         cold,
+        ios,
     ))
 }
 
@@ -235,14 +260,14 @@ pub fn table(rows: &[AblationResult]) -> String {
     );
     let _ = writeln!(
         s,
-        "| variant | what it switches | put GB/s | cold prefix read GB/s | vs ours prefix order | prefix read p50 / p99 ms |"
+        "| variant | what it switches | put GB/s | cold prefix read GB/s | vs ours prefix order | prefix read p50 / p99 ms | read I/Os per prefix |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     let base = first.cold_read_bytes_per_s;
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.2} | {:.2}{} | {:.2}x | {:.1} / {:.1} |",
+            "| {} | {} | {:.2} | {:.2}{} | {:.2}x | {:.1} / {:.1} | {} |",
             r.variant,
             r.measures,
             r.put_bytes_per_s / 1e9,
@@ -250,7 +275,9 @@ pub fn table(rows: &[AblationResult]) -> String {
             if r.cold { "" } else { " (warm!)" },
             r.cold_read_bytes_per_s / base,
             r.prefix_read_p50_ms,
-            r.prefix_read_p99_ms
+            r.prefix_read_p99_ms,
+            r.read_ios_per_prefix
+                .map_or("-".to_string(), |n| format!("{n:.1}"))
         );
     }
     s

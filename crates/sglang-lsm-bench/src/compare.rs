@@ -1,5 +1,5 @@
-//! `sglang-lsm compare`: every store side by side in one run, held against the device limit
-//! measured in the same run.
+//! `sglang-lsm bench` (alias `compare`): every store side by side in one run, held against the
+//! device limit measured in the same run.
 //!
 //! 1. **Page sizes** (128 KiB, 1 MiB, 8 MiB by default): for each, the device limit
 //!    ([`crate::device`]), then per backend: put throughput (including the final `sync`),
@@ -8,7 +8,8 @@
 //! 2. **Object count**: small pages inserted up to each checkpoint; at each, the cost per
 //!    put, warm get and cold get, and the probe latency, per backend, within a time budget.
 //! 3. **Ablations** ([`crate::ablation`]): prefix-preserving vs scattered placement, read
-//!    coalescing, direct vs buffered writes; "value log vs inline" is `ours` vs `lsm-inline`.
+//!    coalescing, direct vs buffered writes; "value log vs inline" is `ours` vs `lsm-inline`;
+//!    then the compression measurement ([`crate::compression`]).
 //! 4. With `--report DIR`: a markdown report and PNG plots ([`crate::report`]), including
 //!    hit rate vs capacity from the policy simulators and a TTFT **model** CDF from a replay.
 
@@ -24,6 +25,8 @@ use sglang_lsm::io::AlignedBuf;
 
 use crate::ablation::{self, AblationResult};
 use crate::backend::{BackendKind, KvBackend};
+use crate::bench::CommonArgs;
+use crate::compression::{self, CompressionReport};
 use crate::device::{self, DeviceLimit};
 use crate::quantile::quantile;
 use crate::report::{self, TraceFigures};
@@ -35,49 +38,62 @@ const MAX_BATCH_BYTES: usize = 32 << 20;
 /// Bytes at the start of each page that carry its index, checked on every read.
 const STAMP_BYTES: usize = 8;
 
-/// Options of `sglang-lsm compare`.
+/// What the comparison needs: the options every `bench` mode shares, and the
+/// comparison's own.
 #[derive(Args, Clone, Debug)]
 pub struct CompareArgs {
-    /// Working directory on the disk under test (a fresh subdirectory is created and removed).
-    #[arg(long, default_value = "bench-out")]
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub options: CompareOptions,
+}
+
+/// Options of the side-by-side comparison only (refused with `--ours-only`). The defaults are
+/// sized so the whole run takes a few minutes on a 2-core VM; the documented full-size runs
+/// pass larger values (docs/BENCHMARKS.md).
+#[derive(Args, Clone, Debug)]
+pub struct CompareOptions {
     /// Backends to compare (default: every one compiled in).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub backends: Vec<BackendKind>,
-    /// Page sizes.
-    #[arg(long, value_delimiter = ',', default_value = "128k,1m,8m", value_parser = parse_bytes)]
-    pub page_sizes: Vec<u64>,
-    /// Bytes written per backend and page size.
-    #[arg(long, default_value = "1g", value_parser = parse_bytes)]
-    pub bytes: u64,
     /// Probe calls timed per backend and page size.
     #[arg(long, default_value_t = 2000)]
     pub probe_iters: usize,
     /// Object-count checkpoints for the scale sweep (ascending).
-    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     pub scale_counts: Vec<u64>,
     /// Page size in the scale sweep.
     #[arg(long, default_value = "4k", value_parser = parse_bytes)]
     pub scale_page_bytes: u64,
     /// Seconds each backend may spend inserting in the scale sweep; the sweep stops at the
     /// first checkpoint past it (the table says where each backend stopped).
-    #[arg(long, default_value_t = 180.0)]
+    #[arg(long, default_value_t = 30.0)]
     pub scale_budget_s: f64,
+    /// Skip the page-size comparison (to rerun only the sweep or the ablations).
+    #[arg(long)]
+    pub skip_page_sizes: bool,
     /// Skip the object-count sweep.
     #[arg(long)]
     pub skip_scale: bool,
-    /// Skip the ablations.
+    /// Skip the ablations (and the compression measurement).
     #[arg(long)]
     pub skip_ablations: bool,
+    /// Skip the compression measurement only.
+    #[arg(long)]
+    pub skip_compression: bool,
     /// Pages per prefix in the placement ablation.
     #[arg(long, default_value_t = 64)]
     pub ablation_prefix_pages: usize,
     /// Prefixes in the placement ablation.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     pub ablation_prefixes: usize,
-    /// Page size in the placement ablation.
+    /// Page size in the placement ablation and the compression unit of the compression
+    /// measurement.
     #[arg(long, default_value = "128k", value_parser = parse_bytes)]
     pub ablation_page_bytes: u64,
+    /// Bytes of each synthetic data kind the compression measurement compresses.
+    #[arg(long, default_value = "64m", value_parser = parse_bytes)]
+    pub compression_bytes: u64,
     /// Mooncake trace for the report's hit-rate and TTFT-model figures.
     #[arg(
         long,
@@ -87,9 +103,6 @@ pub struct CompareArgs {
     /// Block bytes written by the report's replay (scaled down from the model's real size).
     #[arg(long, default_value = "16k", value_parser = parse_bytes)]
     pub replay_block_bytes: u64,
-    /// Write the results as JSON.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
     /// Write a markdown report and PNG plots into this directory.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -148,6 +161,12 @@ pub struct CompareReport {
     pub scale_page_bytes: u64,
     pub scale: Vec<ScalePoint>,
     pub ablations: Vec<AblationResult>,
+    /// The compression measurement (absent in reports from before it existed).
+    #[serde(default)]
+    pub compression: Option<CompressionReport>,
+    /// Wall seconds of the whole run.
+    #[serde(default)]
+    pub wall_s: f64,
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -169,8 +188,9 @@ pub(crate) fn page_key(tag: &str, i: u64) -> String {
     )
 }
 
-/// Fills `buf` with xorshift bytes: incompressible like real KV tensors, so no store gains
-/// from compression or deduplication it would not get in production.
+/// Fills `buf` with xorshift bytes: incompressible, so no store gains from compression or
+/// deduplication it would not get in production (bf16 KV tensors compress only a little,
+/// see [`crate::compression`]).
 pub(crate) fn fill_random(buf: &mut [u8], seed: u64) {
     let mut s = seed | 1;
     for chunk in buf.chunks_mut(8) {
@@ -189,7 +209,7 @@ fn next_rand(s: &mut u64) -> u64 {
     *s
 }
 
-fn backends_of(args: &CompareArgs) -> Vec<BackendKind> {
+fn backends_of(args: &CompareOptions) -> Vec<BackendKind> {
     if args.backends.is_empty() {
         BackendKind::available()
     } else {
@@ -204,12 +224,13 @@ fn backends_of(args: &CompareArgs) -> Vec<BackendKind> {
 pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let report = collect(args)?;
     print_tables(&report);
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.common.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if let Some(dir) = &args.report {
-        let figures = if args.trace.is_file() {
+    let opts = &args.options;
+    if let Some(dir) = &opts.report {
+        let figures = if opts.trace.is_file() {
             // The TTFT model loads hits at our store's cold-read bandwidth on the largest page
             // size measured (closest to a model's real multi-megabyte blocks).
             let load = report
@@ -219,14 +240,14 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
                 .and_then(|p| p.cases.iter().find(|c| c.backend == "ours"))
                 .map(|c| c.cold_get_bytes_per_s);
             Some(TraceFigures::compute(
-                &args.trace,
-                args.replay_block_bytes,
+                &opts.trace,
+                opts.replay_block_bytes,
                 load,
             )?)
         } else {
             eprintln!(
                 "trace {} not found: the report omits hit rate and TTFT figures",
-                args.trace.display()
+                opts.trace.display()
             );
             None
         };
@@ -244,7 +265,10 @@ pub fn collect(args: &CompareArgs) -> anyhow::Result<CompareReport> {
     let started_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let root = args.dir.join(format!("compare-{}", std::process::id()));
+    let root = args
+        .common
+        .dir
+        .join(format!("compare-{}", std::process::id()));
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let result = collect_in(args, &root, started_unix_s);
     std::fs::remove_dir_all(&root).ok();
@@ -256,21 +280,33 @@ fn collect_in(
     root: &Path,
     started_unix_s: u64,
 ) -> anyhow::Result<CompareReport> {
-    let kinds = backends_of(args);
+    let wall = Instant::now();
+    let (common, opts) = (&args.common, &args.options);
+    let kinds = backends_of(opts);
     anyhow::ensure!(!kinds.is_empty(), "no backends to compare");
+    anyhow::ensure!(
+        opts.skip_scale
+            || (!opts.scale_counts.is_empty() && opts.scale_counts.windows(2).all(|w| w[0] < w[1])),
+        "--scale-counts must be ascending"
+    );
     let mut page_sizes = Vec::new();
-    for &page in &args.page_sizes {
+    let sizes: &[u64] = if opts.skip_page_sizes {
+        &[]
+    } else {
+        &common.page_sizes
+    };
+    for &page in sizes {
         anyhow::ensure!(
             page >= 4096 && page.is_multiple_of(4096),
             "page sizes must be multiples of 4 KiB"
         );
         eprintln!("{}: device limit", fmt_bytes(page));
-        let device = device::measure(root, args.bytes)?;
+        let device = device::measure(root, common.bytes)?;
         let mut cases = Vec::new();
         for &kind in &kinds {
             let dir = root.join(format!("{}-{page}", kind.name()));
             let backend = kind.open(&dir)?;
-            let r = bench_case(args, backend.as_ref(), page);
+            let r = bench_case(common.bytes, opts.probe_iters, backend.as_ref(), page);
             drop(backend);
             std::fs::remove_dir_all(&dir).ok();
             cases.push(r.with_context(|| format!("{} at {}", kind.name(), fmt_bytes(page)))?);
@@ -282,37 +318,48 @@ fn collect_in(
         });
     }
     let mut scale = Vec::new();
-    if !args.skip_scale {
-        anyhow::ensure!(
-            args.scale_counts.windows(2).all(|w| w[0] < w[1]) && !args.scale_counts.is_empty(),
-            "--scale-counts must be ascending"
-        );
+    if !opts.skip_scale {
         for &kind in &kinds {
             let dir = root.join(format!("scale-{}", kind.name()));
             let backend = kind.open(&dir)?;
-            let r = scale_sweep(args, backend.as_ref());
+            let r = scale_sweep(opts, backend.as_ref());
             drop(backend);
             std::fs::remove_dir_all(&dir).ok();
             scale.extend(r.with_context(|| format!("scale sweep of {}", kind.name()))?);
         }
     }
-    let ablations = if args.skip_ablations {
-        Vec::new()
+    let (ablations, compression) = if opts.skip_ablations {
+        (Vec::new(), None)
     } else {
-        ablation::run_all(
+        let ablations = ablation::run_all(
             root,
-            args.ablation_prefixes,
-            args.ablation_prefix_pages,
-            args.ablation_page_bytes,
-        )?
+            opts.ablation_prefixes,
+            opts.ablation_prefix_pages,
+            opts.ablation_page_bytes,
+        )?;
+        let compression = if opts.skip_compression {
+            None
+        } else {
+            // The device right before the codecs, so "would it help" compares like with like.
+            eprintln!("compression: device limit, then the codecs");
+            let device = device::measure(root, common.bytes)?;
+            Some(compression::run(
+                opts.compression_bytes,
+                opts.ablation_page_bytes,
+                device,
+            )?)
+        };
+        (ablations, compression)
     };
     Ok(CompareReport {
         started_unix_s,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         page_sizes,
-        scale_page_bytes: args.scale_page_bytes,
+        scale_page_bytes: opts.scale_page_bytes,
         scale,
         ablations,
+        compression,
+        wall_s: wall.elapsed().as_secs_f64(),
     })
 }
 
@@ -343,6 +390,12 @@ impl PageSlots {
         let mut a = [0u8; STAMP_BYTES];
         a.copy_from_slice(&self.bufs[i][..STAMP_BYTES]);
         u64::from_le_bytes(a)
+    }
+
+    /// Slot `i`'s bytes past the stamp: equal for two `PageSlots` built with the same seed,
+    /// so a reader can check a page's exact content against a reference set.
+    pub(crate) fn body(&self, i: usize) -> &[u8] {
+        &self.bufs[i][STAMP_BYTES..]
     }
 
     fn halves(page: usize) -> usize {
@@ -392,12 +445,13 @@ fn key_refs(keys: &[String]) -> Vec<&[u8]> {
 
 /// Writes every page then reads it back (cold, warm) and probes; see the module docs.
 fn bench_case(
-    args: &CompareArgs,
+    bytes: u64,
+    probe_iters: usize,
     backend: &dyn KvBackend,
     page: u64,
 ) -> anyhow::Result<CaseResult> {
     let page_len = usize::try_from(page)?;
-    let pages = (args.bytes / page).max(1);
+    let pages = (bytes / page).max(1);
     let batch_pages = SGLANG_BATCH_PAGES.min((MAX_BATCH_BYTES / page_len).max(1));
     let tag = format!("cmp{page}");
     let keys: Vec<String> = (0..pages).map(|i| page_key(&tag, i)).collect();
@@ -446,8 +500,8 @@ fn bench_case(
     // Probe: windows of 128 consecutive present keys, like SGLang's batch_exists.
     let window = SGLANG_BATCH_PAGES.min(keys.len());
     let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ page;
-    let mut probe_us = Vec::with_capacity(args.probe_iters);
-    for _ in 0..args.probe_iters {
+    let mut probe_us = Vec::with_capacity(probe_iters);
+    for _ in 0..probe_iters {
         let s = (next_rand(&mut rng) % (keys.len() - window + 1) as u64) as usize;
         let refs = key_refs(&keys[s..s + window]);
         let t = Instant::now();
@@ -520,7 +574,7 @@ fn read_all(
 const SCALE_SAMPLE_BATCHES: usize = 100;
 const SCALE_COLD_BATCHES: usize = 20;
 
-fn scale_sweep(args: &CompareArgs, backend: &dyn KvBackend) -> anyhow::Result<Vec<ScalePoint>> {
+fn scale_sweep(args: &CompareOptions, backend: &dyn KvBackend) -> anyhow::Result<Vec<ScalePoint>> {
     let page = usize::try_from(args.scale_page_bytes)?;
     let name = backend.name();
     let total = args.scale_counts.iter().copied().max().unwrap_or(0);
@@ -733,4 +787,12 @@ fn print_tables(r: &CompareReport) {
     println!("{}", page_size_table(r));
     println!("{}", scale_table(r));
     println!("{}", ablation::table(&r.ablations));
+    if let Some(c) = &r.compression {
+        println!("{}", compression::table(c));
+    }
+    println!(
+        "wall time {:.0} s. Ratios are within this run; on a shared or virtual disk repeat it \
+         before trusting a difference under ~30%.",
+        r.wall_s
+    );
 }

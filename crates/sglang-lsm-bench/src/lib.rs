@@ -12,13 +12,18 @@
 //!   documented model profiles, and SGLang's prefetch-timeout rule for "timely" hits.
 //! - [`replay`]: replays a trace against a real [`sglang_lsm::Store`], enforcing the capacity
 //!   with a chosen policy, and reports measured I/O next to the simulated baselines.
-//! - [`micro`]: put / cold get / probe throughput per page size against the device limit
-//!   ([`device`]) measured in the same run; [`scale`]: cost and memory from 100k to 10M pages.
+//! - [`bench`]: the `bench` command: [`compare`] (every store side by side, [`ablation`]s,
+//!   [`compression`]) or, with `--ours-only`, [`micro`] (our store alone) — each against the
+//!   device limit ([`device`]) measured in the same run; [`scale`]: cost and memory from 100k
+//!   to 10M pages; [`capacity`]: the disk bound and a restart in a 10x-capacity write run.
 
 pub mod ablation;
 pub mod adaptive;
 pub mod backend;
+pub mod bench;
+pub mod capacity;
 pub mod compare;
+pub mod compression;
 pub mod device;
 pub mod gen;
 pub mod micro;

@@ -1,10 +1,10 @@
-//! `sglang-lsm bench`: the built-in micro-benchmark on embedded defaults.
+//! `sglang-lsm bench --ours-only`: our store alone, without the other backends.
 //!
 //! For each page size: put_batch throughput (including the final fdatasync), cold and warm
 //! get_batch throughput, per-batch latency percentiles, and probe latency — each held against
 //! the device limit measured at the start of the same run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -15,6 +15,7 @@ use serde::Serialize;
 use sglang_lsm::io::AlignedBuf;
 use sglang_lsm::{Store, StoreConfig};
 
+use crate::bench::CommonArgs;
 use crate::device::{self, DeviceLimit};
 use crate::quantile::quantile;
 use crate::units::{fmt_bytes, parse_bytes};
@@ -26,45 +27,36 @@ const PROBE_ITERS: usize = 20_000;
 /// Offset used by `--unaligned` (torch CPU tensors are 64-byte aligned).
 const MISALIGN_BYTES: usize = 64;
 
-#[derive(Args)]
-pub struct BenchArgs {
-    /// Working directory (a fresh subdirectory is created and removed). Must be on the disk
-    /// under test, not tmpfs.
-    #[arg(long, default_value = "bench-out")]
-    dir: PathBuf,
-    /// Bytes written per page size.
-    #[arg(long, default_value = "2g", value_parser = parse_bytes)]
-    bytes: u64,
-    /// Page sizes to test.
-    #[arg(long, value_delimiter = ',', default_value = "128k,1m,8m", value_parser = parse_bytes)]
-    page_sizes: Vec<u64>,
+/// Options of `sglang-lsm bench --ours-only` (the working directory, sizes and `--json` are
+/// [`CommonArgs`], shared with the comparison). Each requires `--ours-only`: the comparison
+/// runs every store with its defaults, so a store switch there would apply to ours alone and
+/// silently skew the ratios.
+#[derive(Args, Clone, Debug)]
+pub struct OursOnlyOptions {
     /// Read with O_DIRECT in the store (writes use O_DIRECT unless --buffered-writes).
-    #[arg(long)]
-    direct_read: bool,
+    #[arg(long, requires = "ours_only")]
+    pub direct_read: bool,
     /// Write through the page cache instead of O_DIRECT.
-    #[arg(long)]
-    buffered_writes: bool,
+    #[arg(long, requires = "ours_only")]
+    pub buffered_writes: bool,
     /// Largest single read I/O after coalescing.
-    #[arg(long, default_value = "4m", value_parser = parse_bytes)]
-    max_io: u64,
+    #[arg(long, default_value = "4m", value_parser = parse_bytes, requires = "ours_only")]
+    pub max_io: u64,
     /// Read threads per get_batch.
-    #[arg(long, default_value_t = 8)]
-    read_threads: usize,
-    /// Write results as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    #[arg(long, default_value_t = 8, requires = "ours_only")]
+    pub read_threads: usize,
     /// Keep the store directories after the run.
-    #[arg(long)]
-    keep: bool,
+    #[arg(long, requires = "ours_only")]
+    pub keep: bool,
     /// Place page buffers 64 bytes past a page boundary, like torch's CPU tensors (SGLang's
     /// pinned host pool is page-aligned). Exercises the aligned-bounce write path.
-    #[arg(long)]
-    unaligned: bool,
+    #[arg(long, requires = "ours_only")]
+    pub unaligned: bool,
     /// Repetitions of each case; the table reports medians. This virtual disk varies by
     /// +-30% from minute to minute, so each repetition measures the device limit right
     /// before the store, with the same bytes, and ratios are taken within a repetition.
-    #[arg(long, default_value_t = 3)]
-    repeat: usize,
+    #[arg(long, default_value_t = 3, requires = "ours_only")]
+    pub repeat: usize,
 }
 
 #[derive(Serialize, Clone)]
@@ -144,27 +136,31 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     ProgressBar::new(len).with_style(style)
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let root = args.dir.join(format!("run-{}", std::process::id()));
+/// Runs our store alone at every page size, `--repeat` times, and prints the medians.
+///
+/// # Errors
+/// Bad sizes, I/O errors, or a store that misses a page it wrote.
+pub fn run(common: &CommonArgs, args: &OursOnlyOptions) -> anyhow::Result<ExitCode> {
+    let root = common.dir.join(format!("run-{}", std::process::id()));
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let result = run_in(args, &root);
+    let result = run_in(common, args, &root);
     if !args.keep {
         std::fs::remove_dir_all(&root).ok();
     }
     let report = result?;
     print_table(&report);
-    if let Some(path) = &args.json {
+    if let Some(path) = &common.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_in(args: &BenchArgs, root: &Path) -> anyhow::Result<Report> {
+fn run_in(common: &CommonArgs, args: &OursOnlyOptions, root: &Path) -> anyhow::Result<Report> {
     anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
     let mut runs = Vec::new();
     let mut summary = Vec::new();
-    for (i, &page) in args.page_sizes.iter().enumerate() {
+    for (i, &page) in common.page_sizes.iter().enumerate() {
         anyhow::ensure!(page >= 4096, "page sizes must be at least 4 KiB");
         let mut case_runs = Vec::new();
         for rep in 0..args.repeat {
@@ -174,9 +170,9 @@ fn run_in(args: &BenchArgs, root: &Path) -> anyhow::Result<Report> {
                 rep + 1,
                 args.repeat
             );
-            let device = device::measure(root, args.bytes)?;
+            let device = device::measure(root, common.bytes)?;
             let dir = root.join(format!("case-{i}-{rep}"));
-            let r = bench_page_size(args, &dir, page, device)?;
+            let r = bench_page_size(args, common.bytes, &dir, page, device)?;
             if !args.keep {
                 std::fs::remove_dir_all(&dir).ok();
             }
@@ -204,14 +200,15 @@ fn page_key(i: u64) -> String {
 }
 
 fn bench_page_size(
-    args: &BenchArgs,
+    args: &OursOnlyOptions,
+    bytes: u64,
     root: &Path,
     page: u64,
     device: DeviceLimit,
 ) -> anyhow::Result<PageResult> {
     let page_usize = usize::try_from(page)?;
     let batch_pages = SGLANG_BATCH_PAGES.min((MAX_BATCH_BYTES / page_usize).max(1));
-    let pages = (args.bytes / page).max(batch_pages as u64);
+    let pages = (bytes / page).max(batch_pages as u64);
     let batches = pages.div_ceil(batch_pages as u64);
     let store = Store::open(
         root,

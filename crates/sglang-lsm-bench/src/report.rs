@@ -27,14 +27,14 @@ use crate::ttft::ModelKind;
 use crate::units::fmt_bytes;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-const FONT_FAMILY: &str = "sans-serif";
+pub(crate) const FONT_FAMILY: &str = "sans-serif";
 /// Capacities of the hit-rate figure, as fractions of the trace's distinct blocks (the
 /// REFERENCE.md §6 grid).
 pub const CAPACITY_FRACS: [f64; 4] = [0.01, 0.05, 0.10, 0.25];
 /// Capacity of the replay behind the TTFT figure.
 const TTFT_CAPACITY_FRAC: f64 = 0.10;
 
-fn register_font() -> anyhow::Result<()> {
+pub(crate) fn register_font() -> anyhow::Result<()> {
     static DONE: OnceLock<bool> = OnceLock::new();
     let ok = *DONE.get_or_init(|| {
         plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT).is_ok()
@@ -110,7 +110,7 @@ pub fn write(dir: &Path, r: &CompareReport, figures: Option<&TraceFigures>) -> a
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     register_font()?;
     let mut md = String::new();
-    md.push_str("# sglang-lsm compare report\n\n");
+    md.push_str("# sglang-lsm bench report (every store side by side)\n\n");
     md.push_str(&format!(
         "Command: `{}`  \nStarted: {} (Unix seconds). Ratios are within this run; the device \
          limit is an O_DIRECT sequential write/read of the same bytes measured right before \
@@ -120,6 +120,9 @@ pub fn write(dir: &Path, r: &CompareReport, figures: Option<&TraceFigures>) -> a
     md.push_str(&page_size_table(r));
     md.push_str(&scale_table(r));
     md.push_str(&ablation::table(&r.ablations));
+    if let Some(c) = &r.compression {
+        md.push_str(&crate::compression::table(c));
+    }
     if !r.page_sizes.is_empty() {
         plot_throughput(&dir.join("throughput_vs_page_size.png"), r)?;
         md.push_str("\n![throughput vs page size](throughput_vs_page_size.png)\n");
@@ -203,7 +206,7 @@ type Series = (String, Vec<(f64, f64)>, bool);
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
+pub(crate) fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("plot: {e}")
 }
 

@@ -62,6 +62,8 @@ fn compare_runs_every_backend_and_the_report_has_tables_and_plots() {
         "3",
         "--ablation-prefix-pages",
         "4",
+        "--compression-bytes",
+        "512k",
     ]);
     let r = compare::collect(&cli.args).expect("compare runs");
     let kinds = sglang_lsm_bench::backend::BackendKind::available();
@@ -81,7 +83,12 @@ fn compare_runs_every_backend_and_the_report_has_tables_and_plots() {
     // Two checkpoints per backend, at the object counts asked for.
     assert_eq!(r.scale.len(), 2 * kinds.len());
     assert!(r.scale.iter().all(|p| p.objects == 300 || p.objects == 900));
-    assert_eq!(r.ablations.len(), 5);
+    assert_eq!(r.ablations.len(), 6);
+    assert!(r
+        .ablations
+        .iter()
+        .any(|a| a.variant.contains("no read coalescing")));
+    assert!(r.compression.is_some());
     assert!(r.ablations[0].variant.contains("prefix order"));
 
     let trace = work.path().join("trace.jsonl");

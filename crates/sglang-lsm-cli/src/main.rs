@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sglang_lsm_bench::{compare, gen, micro, scale, ReplayArgs};
+use sglang_lsm_bench::{bench, capacity, gen, scale, ReplayArgs};
 
 #[derive(Parser)]
 #[command(
@@ -24,16 +24,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Built-in benchmark: put / cold get / probe per page size against the device limit.
-    Bench(micro::BenchArgs),
+    /// The main benchmark: every store side by side (ours, file-per-page baselines,
+    /// lsm-inline, RocksDB if built) against the device limit measured in the same run — page
+    /// sizes, object-count sweep, ablations, compression — on small defaults (a few minutes);
+    /// --report DIR writes markdown and PNG plots. --ours-only: our store alone, medians of
+    /// --repeat.
+    #[command(visible_alias = "compare")]
+    Bench(bench::BenchArgs),
     /// Controller evaluation: a shifting staged workload on adaptive vs static configurations.
     BenchAdaptive(sglang_lsm_bench::adaptive::AdaptiveArgs),
     /// Scale sweep: per-operation cost and RSS from 100k to 10M records.
     BenchScale(scale::ScaleArgs),
-    /// Every store side by side (ours, file-per-page baselines, lsm-inline, RocksDB if built)
-    /// against the device limit: page sizes, object-count sweep, ablations; --report DIR
-    /// writes markdown and PNG plots.
-    Compare(compare::CompareArgs),
+    /// Capacity bound: writes 10x the capacity in prefix chains with a hot set, restarts
+    /// halfway, checks the disk never exceeds the bound, contents survive, no orphans; exit 1
+    /// if a check fails. --report DIR draws disk bytes vs bytes written.
+    BenchCapacity(capacity::CapacityArgs),
     /// Generate a workload trace (staged phases or multi-turn conversations) for `replay`.
     Gen(gen::GenArgs),
     /// Replay a Mooncake-format trace against a real store under a capacity and policy.
@@ -73,10 +78,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
     let result = match cli.command {
-        Command::Bench(args) => micro::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::BenchScale(args) => scale::run(&args),
         Command::BenchAdaptive(args) => sglang_lsm_bench::adaptive::run(&args),
-        Command::Compare(args) => compare::run(&args),
+        Command::BenchCapacity(args) => capacity::run(&args),
         Command::Gen(args) => gen::run(&args),
         Command::Replay(args) => cmd::replay(&args),
         Command::Verify { dir } => cmd::verify(&dir),

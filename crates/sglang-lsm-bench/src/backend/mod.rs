@@ -63,6 +63,12 @@ pub trait KvBackend: Send + Sync {
 
     /// Bytes the store occupies on disk (allocated blocks, including metadata files).
     fn disk_bytes(&self) -> anyhow::Result<u64>;
+
+    /// Read I/Os issued so far, for stores that count them (ours): the coalescing ablation
+    /// reports I/Os per prefix read, which is what the switch changes.
+    fn read_ios(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The backends the tools can build.

@@ -62,4 +62,8 @@ impl KvBackend for Ours {
     fn disk_bytes(&self) -> anyhow::Result<u64> {
         super::du_bytes(self.store.dir())
     }
+
+    fn read_ios(&self) -> Option<u64> {
+        Some(self.store.stats().read_ios)
+    }
 }
