@@ -36,17 +36,27 @@ pub struct Calibration {
     pub lookup_base_us: f64,
     /// Lookup cost per sorted run probed (filter check, fence pointers), us.
     pub lookup_us_per_run: f64,
+    /// Publication cost per page (index + residency insert, under the writer lock) into an
+    /// empty memtable, us ...
+    pub insert_base_us: f64,
+    /// ... plus this much per doubling of the memtable's bytes (a skiplist insert walks
+    /// log(n) levels, and a bigger memtable misses the CPU caches more).
+    pub insert_us_per_log2: f64,
 }
 
 impl Default for Calibration {
-    /// Priors, replaced by measurements as soon as the store has worked a few windows:
-    /// ~4 ns per merged byte (lsm-tree compaction on this class of machine), 2 us base and
-    /// 0.5 us per run per lookup.
+    /// Priors, replaced by measurements as soon as the store has worked a few windows. They
+    /// are the calibrations `bench-adaptive` logged on the development VM (2026-11-29, 4 KiB
+    /// pages, ~1-2.5M entries): 7-16 ns per merged byte, lookups ~1-3 us with no measurable
+    /// growth per run (bloom filters), publication ~2-3 us per page plus ~0.3 us per memtable
+    /// doubling.
     fn default() -> Self {
         Self {
-            merge_us_per_byte: 0.004,
+            merge_us_per_byte: 0.01,
             lookup_base_us: 2.0,
-            lookup_us_per_run: 0.5,
+            lookup_us_per_run: 0.05,
+            insert_base_us: 2.0,
+            insert_us_per_log2: 0.25,
         }
     }
 }
@@ -62,9 +72,12 @@ pub struct Prediction {
     pub lookup_runs: f64,
     /// Mean lookup time, us.
     pub lookup_us: f64,
+    /// Mean publication time per page written (foreground, under the writer lock), us.
+    pub insert_us: f64,
     /// Background index time per second of workload (fraction of one core).
     pub index_busy_frac: f64,
-    /// Total index CPU per second of workload, us/s: background + lookups. The objective.
+    /// Total index CPU per second of workload, us/s: background merging + lookups +
+    /// publication. The objective.
     pub cost_us_per_s: f64,
 }
 
@@ -108,13 +121,35 @@ pub fn predict(k: &Knobs, w: &Workload, c: &Calibration) -> Prediction {
     let runs = 1.0 + f64::from(k.l0_threshold) / 2.0 + levels;
     let lookup_us = c.lookup_base_us + c.lookup_us_per_run * runs;
     let busy_us_per_s = merge_units_per_s(k, w) * c.merge_us_per_byte;
+    // The memtable is on average half full when a page goes in.
+    let insert_us =
+        c.insert_base_us + c.insert_us_per_log2 * (k.memtable_bytes as f64 / 2.0).max(1.0).log2();
     Prediction {
         levels,
         index_write_amp: write_amp(k, w),
         lookup_runs: runs,
         lookup_us,
+        insert_us,
         index_busy_frac: busy_us_per_s / 1e6,
-        cost_us_per_s: busy_us_per_s + w.lookups_per_s * lookup_us,
+        cost_us_per_s: busy_us_per_s + w.lookups_per_s * lookup_us + w.inserts_per_s * insert_us,
+    }
+}
+
+/// One-time cost, us, of moving from `from` to `to` with `l0_runs` tables of `table_bytes`
+/// in L0: a lower L0 trigger at or below the current run count compacts all of L0 into L1
+/// at once (read + write of those bytes). Other changes take effect gradually, for free.
+#[must_use]
+pub fn transition_us(
+    from: &Knobs,
+    to: &Knobs,
+    l0_runs: u64,
+    table_bytes: u64,
+    c: &Calibration,
+) -> f64 {
+    if to.l0_threshold < from.l0_threshold && u64::from(to.l0_threshold) <= l0_runs {
+        2.0 * (l0_runs * table_bytes) as f64 * c.merge_us_per_byte
+    } else {
+        0.0
     }
 }
 
@@ -153,7 +188,10 @@ mod tests {
 
     #[test]
     fn writes_favour_bigger_memtables_and_lazier_merging() {
-        let c = Calibration::default();
+        let c = Calibration {
+            insert_us_per_log2: 0.0,
+            ..Calibration::default()
+        };
         let w = big_tree(100_000.0, 0.0);
         let eager = predict(&knobs(16, 4, 10), &w, &c);
         let lazy = predict(&knobs(64, 16, 10), &w, &c);
@@ -163,7 +201,10 @@ mod tests {
 
     #[test]
     fn reads_favour_fewer_runs() {
-        let c = Calibration::default();
+        let c = Calibration {
+            lookup_us_per_run: 0.5,
+            ..Calibration::default()
+        };
         let w = big_tree(0.0, 100_000.0);
         let few = predict(&knobs(16, 2, 10), &w, &c);
         let many = predict(&knobs(16, 16, 10), &w, &c);

@@ -33,6 +33,9 @@ pub const DECISIONS_KEPT: usize = 64;
 const EWMA_ALPHA: f64 = 0.5;
 /// Weight kept by older calibration evidence per busy window.
 const CALIBRATION_DECAY: f64 = 0.9;
+/// A change's one-time cost (re-compacting L0) is spread over this many seconds of the
+/// current workload: a phase shorter than this does not pay for a reorganisation.
+pub const TRANSITION_HORIZON_S: f64 = 60.0;
 
 /// Candidate values searched per knob (all inside [`BOUNDS`]).
 const MEMTABLE_MIB: [u64; 5] = [8, 16, 32, 64, 128];
@@ -73,9 +76,10 @@ pub struct ControllerStats {
     pub last_decision: Option<Decision>,
 }
 
-/// Decayed sums for the lookup-cost regression `lookup_us = base + per_run * runs`.
+/// Decayed sums for a one-variable regression `y = base + slope * x` (lookup time against
+/// runs probed; publication time against log2 memtable fill).
 #[derive(Default)]
-struct LookupFit {
+struct LinearFit {
     n: f64,
     x: f64,
     y: f64,
@@ -83,8 +87,8 @@ struct LookupFit {
     xy: f64,
 }
 
-impl LookupFit {
-    fn add(&mut self, runs: f64, us: f64) {
+impl LinearFit {
+    fn decay(&mut self) {
         for v in [
             &mut self.n,
             &mut self.x,
@@ -94,25 +98,36 @@ impl LookupFit {
         ] {
             *v *= CALIBRATION_DECAY;
         }
-        self.n += 1.0;
-        self.x += runs;
-        self.y += us;
-        self.xx += runs * runs;
-        self.xy += runs * us;
     }
 
-    /// Fits base and slope; keeps the prior slope when the runs probed barely varied.
-    fn apply(&self, c: &mut Calibration) {
+    /// One point per window (its mean), older windows decayed.
+    fn add(&mut self, x: f64, y: f64) {
+        self.decay();
+        self.add_weighted(x, y, 1.0);
+    }
+
+    /// A point of weight `w` (e.g. the pages a bucket's mean covers), without decaying.
+    fn add_weighted(&mut self, x: f64, y: f64, w: f64) {
+        self.n += w;
+        self.x += w * x;
+        self.y += w * y;
+        self.xx += w * x * x;
+        self.xy += w * x * y;
+    }
+
+    /// Fits `(base, slope)`; keeps `prior_slope` when x barely varied (no evidence).
+    fn fit(&self, prior_slope: f64) -> Option<(f64, f64)> {
         if self.n < 1.0 {
-            return;
+            return None;
         }
         let (mx, my) = (self.x / self.n, self.y / self.n);
         let var = self.xx / self.n - mx * mx;
-        if var > 0.25 {
-            let slope = (self.xy / self.n - mx * my) / var;
-            c.lookup_us_per_run = slope.clamp(0.01, 50.0);
-        }
-        c.lookup_base_us = (my - c.lookup_us_per_run * mx).max(0.0);
+        let slope = if var > 0.25 {
+            ((self.xy / self.n - mx * my) / var).clamp(0.0, 50.0)
+        } else {
+            prior_slope
+        };
+        Some(((my - slope * mx).max(0.0), slope))
     }
 }
 
@@ -120,7 +135,8 @@ pub struct Controller {
     adaptive: bool,
     monitor: Monitor,
     calibration: Calibration,
-    lookup_fit: LookupFit,
+    lookup_fit: LinearFit,
+    insert_fit: LinearFit,
     merge_measured_us: f64,
     merge_units: f64,
     workload: Option<Workload>,
@@ -148,11 +164,18 @@ fn workload_of(w: &Window) -> Workload {
 impl Controller {
     #[must_use]
     pub fn new(adaptive: bool) -> Self {
+        Self::with_calibration(adaptive, Calibration::default())
+    }
+
+    /// A controller starting from the given priors (tests, experiments).
+    #[must_use]
+    pub fn with_calibration(adaptive: bool, calibration: Calibration) -> Self {
         Self {
             adaptive,
             monitor: Monitor::default(),
-            calibration: Calibration::default(),
-            lookup_fit: LookupFit::default(),
+            calibration,
+            lookup_fit: LinearFit::default(),
+            insert_fit: LinearFit::default(),
             merge_measured_us: 0.0,
             merge_units: 0.0,
             workload: None,
@@ -202,17 +225,18 @@ impl Controller {
         if !self.adaptive || self.windows_since_change < MIN_DWELL_WINDOWS {
             return None;
         }
-        let mut best = self.best_index_knobs(current, &smoothed);
+        let mut best = self.best_index_knobs(current, &smoothed, &w);
         if capacity.is_some() {
             let live_fraction = if log_bytes > 0 {
                 live_bytes as f64 / log_bytes as f64
             } else {
                 0.0
             };
+            let (lo, hi) = BOUNDS.reclaim_bytes_per_s;
             best.reclaim_bytes_per_s =
-                cost::reclaim_budget_bytes_per_s(w.put_bytes_per_s, live_fraction) as u64;
+                (cost::reclaim_budget_bytes_per_s(w.put_bytes_per_s, live_fraction) as u64)
+                    .clamp(lo, hi);
         }
-        let best = best.clamped();
         let before = cost::predict(&current, &smoothed, &self.calibration);
         let after = cost::predict(&best, &smoothed, &self.calibration);
         let gain = before.cost_us_per_s - after.cost_us_per_s;
@@ -264,8 +288,9 @@ impl Controller {
         Some(to)
     }
 
-    /// The cheapest index setting for `w` (other knobs as in `current`).
-    fn best_index_knobs(&self, current: Knobs, w: &Workload) -> Knobs {
+    /// The cheapest index setting for `w` (other knobs as in `current`), counting each
+    /// candidate's one-time transition cost spread over [`TRANSITION_HORIZON_S`].
+    fn best_index_knobs(&self, current: Knobs, w: &Workload, now: &Window) -> Knobs {
         let mut best = (
             cost::predict(&current, w, &self.calibration).cost_us_per_s,
             current,
@@ -279,7 +304,15 @@ impl Controller {
                         level_ratio: t,
                         ..current
                     };
-                    let c = cost::predict(&k, w, &self.calibration).cost_us_per_s;
+                    let once = cost::transition_us(
+                        &current,
+                        &k,
+                        now.l0_runs,
+                        now.index_table_bytes,
+                        &self.calibration,
+                    );
+                    let c = cost::predict(&k, w, &self.calibration).cost_us_per_s
+                        + once / TRANSITION_HORIZON_S;
                     if c < best.0 {
                         best = (c, k);
                     }
@@ -303,7 +336,20 @@ impl Controller {
         }
         if let (Some(runs), Some(us)) = (w.lookup_runs, w.lookup_us) {
             self.lookup_fit.add(runs, us);
-            self.lookup_fit.apply(&mut self.calibration);
+            if let Some((base, slope)) = self.lookup_fit.fit(self.calibration.lookup_us_per_run) {
+                self.calibration.lookup_base_us = base;
+                self.calibration.lookup_us_per_run = slope;
+            }
+        }
+        if !w.insert_us_by_fill.is_empty() {
+            self.insert_fit.decay();
+            for &(fill_log2, pages, us) in &w.insert_us_by_fill {
+                self.insert_fit.add_weighted(fill_log2, us, pages as f64);
+            }
+            if let Some((base, slope)) = self.insert_fit.fit(self.calibration.insert_us_per_log2) {
+                self.calibration.insert_base_us = base;
+                self.calibration.insert_us_per_log2 = slope;
+            }
         }
     }
 

@@ -29,6 +29,13 @@ pub struct Observation {
     pub index_lookups: u64,
     pub index_lookup_us: u64,
     pub index_lookup_runs: u64,
+    /// Pages published and their time, per log2 bucket of memtable fill (bucket b starts at
+    /// 2^(b + `fill_log2_min`) bytes).
+    pub inserts_by_fill: Vec<(u64, u64)>,
+    pub fill_log2_min: u32,
+    /// Index L0 runs and mean table bytes now (the cost of re-compacting L0).
+    pub l0_runs: u64,
+    pub index_table_bytes: u64,
     pub put_latency: Vec<u64>,
     pub get_latency: Vec<u64>,
     pub pages: u64,
@@ -68,6 +75,12 @@ pub struct Window {
     /// Mean index lookup time and runs probed per lookup; `None` without lookups.
     pub lookup_us: Option<f64>,
     pub lookup_runs: Option<f64>,
+    /// Mean publication time per page (index + residency insert under the writer lock) per
+    /// memtable fill: `(log2 of the bucket's middle fill, pages, mean us)`, buckets with
+    /// pages only.
+    pub insert_us_by_fill: Vec<(f64, u64, f64)>,
+    pub l0_runs: u64,
+    pub index_table_bytes: u64,
     /// Share of page operations that were writes.
     pub write_fraction: f64,
     /// Log bytes over live bytes.
@@ -129,6 +142,21 @@ impl Window {
                 .then(|| d(b.index_lookup_us, a.index_lookup_us) as f64 / lookups as f64),
             lookup_runs: (lookups > 0)
                 .then(|| d(b.index_lookup_runs, a.index_lookup_runs) as f64 / lookups as f64),
+            insert_us_by_fill: b
+                .inserts_by_fill
+                .iter()
+                .zip(a.inserts_by_fill.iter().chain(std::iter::repeat(&(0, 0))))
+                .enumerate()
+                .filter_map(|(i, (after, before))| {
+                    let n = d(after.0, before.0);
+                    (n > 0).then(|| {
+                        let log2 = f64::from(b.fill_log2_min) + i as f64 + 0.5;
+                        (log2, n, d(after.1, before.1) as f64 / n as f64)
+                    })
+                })
+                .collect(),
+            l0_runs: b.l0_runs,
+            index_table_bytes: b.index_table_bytes,
             write_fraction: if ops > 0 {
                 puts as f64 / ops as f64
             } else {

@@ -3,6 +3,19 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::config::StoreConfig;
 
+/// A machine where lookups grow with runs and memtable size is free: the model then has a
+/// real trade-off to make (the default priors, measured on a VM with bloom filters doing
+/// their job, see almost none).
+fn tradeoff() -> Calibration {
+    Calibration {
+        merge_us_per_byte: 0.004,
+        lookup_base_us: 2.0,
+        lookup_us_per_run: 0.5,
+        insert_base_us: 1.0,
+        insert_us_per_log2: 0.0,
+    }
+}
+
 /// Drives a controller with synthetic one-second windows.
 struct Sim {
     t0: Instant,
@@ -42,6 +55,10 @@ impl Sim {
             index_lookups: self.lookups,
             index_lookup_us: self.lookup_us,
             index_lookup_runs: self.lookup_runs,
+            inserts_by_fill: Vec::new(),
+            fill_log2_min: 14,
+            l0_runs: 0,
+            index_table_bytes: 8 << 20,
             put_latency: vec![0; latency::BUCKETS],
             get_latency: vec![0; latency::BUCKETS],
             pages: 5_000_000,
@@ -61,7 +78,7 @@ impl Sim {
             pages: 5e6,
             entry_bytes: 170.0,
         };
-        let p = cost::predict(k, &w, &Calibration::default());
+        let p = cost::predict(k, &w, &tradeoff());
         self.secs += 1;
         self.put_pages += puts;
         self.lookups += gets;
@@ -78,6 +95,10 @@ fn run(c: &mut Controller, sim: &mut Sim, k: &mut Knobs, secs: u32, puts: u64, g
         let obs = sim.second(k, puts, gets);
         if let Some(next) = c.tick(obs, *k, None) {
             assert_eq!(next, next.clamped(), "decisions stay inside BOUNDS");
+            assert_eq!(
+                next.read_threads, k.read_threads,
+                "undecided knobs are kept"
+            );
             *k = next;
             changes += 1;
         }
@@ -87,7 +108,7 @@ fn run(c: &mut Controller, sim: &mut Sim, k: &mut Knobs, secs: u32, puts: u64, g
 
 #[test]
 fn follows_a_shift_from_writes_to_reads() {
-    let mut c = Controller::new(true);
+    let mut c = Controller::with_calibration(true, tradeoff());
     let mut sim = Sim::new();
     let mut k = Knobs::from_config(&StoreConfig::default());
     c.tick(sim.obs(), k, None);
@@ -118,7 +139,7 @@ fn never_changes_knobs_when_not_adaptive() {
 
 #[test]
 fn a_flapping_workload_cannot_make_it_oscillate() {
-    let mut c = Controller::new(true);
+    let mut c = Controller::with_calibration(true, tradeoff());
     let mut sim = Sim::new();
     let mut k = Knobs::from_config(&StoreConfig::default());
     c.tick(sim.obs(), k, None);
@@ -167,4 +188,69 @@ fn calibration_learns_the_lookup_cost_per_run() {
         .expect("set");
     assert!((cal.lookup_us_per_run - 3.0).abs() < 0.2, "{cal:?}");
     assert!((cal.lookup_base_us - 1.0).abs() < 1.0, "{cal:?}");
+}
+
+#[test]
+fn lowering_the_l0_trigger_below_the_runs_in_l0_costs_a_merge_of_l0() {
+    let c = Calibration::default();
+    let from = Knobs::from_config(&StoreConfig::default());
+    let lazy = Knobs {
+        l0_threshold: 16,
+        ..from
+    };
+    let eager = Knobs {
+        l0_threshold: 2,
+        ..from
+    };
+    assert_eq!(cost::transition_us(&from, &lazy, 12, 8 << 20, &c), 0.0);
+    let once = cost::transition_us(&lazy, &eager, 12, 8 << 20, &c);
+    assert!((once - 2.0 * 12.0 * 8.0 * 1048576.0 * c.merge_us_per_byte).abs() < 1.0);
+    assert_eq!(cost::transition_us(&lazy, &eager, 1, 8 << 20, &c), 0.0);
+}
+
+#[test]
+fn a_costly_memtable_insert_keeps_the_memtable_small() {
+    let w = Workload {
+        inserts_per_s: 100_000.0,
+        lookups_per_s: 0.0,
+        pages: 5e6,
+        entry_bytes: 170.0,
+    };
+    let cheap = tradeoff();
+    let costly = Calibration {
+        insert_us_per_log2: 5.0,
+        ..cheap
+    };
+    let k = |m: u64| Knobs {
+        memtable_bytes: m << 20,
+        ..Knobs::from_config(&StoreConfig::default())
+    };
+    assert!(
+        cost::predict(&k(128), &w, &cheap).cost_us_per_s
+            < cost::predict(&k(16), &w, &cheap).cost_us_per_s
+    );
+    assert!(
+        cost::predict(&k(128), &w, &costly).cost_us_per_s
+            > cost::predict(&k(16), &w, &costly).cost_us_per_s
+    );
+}
+
+#[test]
+fn knobs_it_does_not_decide_keep_their_hand_set_values() {
+    // A test-sized memtable (below the controller's bounds) and a bounded store: the
+    // reclamation budget may change, the memtable must not be clamped behind the user's back.
+    let mut c = Controller::with_calibration(true, tradeoff());
+    let mut sim = Sim::new();
+    let mut k = Knobs {
+        memtable_bytes: 256 << 10,
+        ..Knobs::from_config(&StoreConfig::default())
+    };
+    c.tick(sim.obs(), k, Some(1 << 30));
+    for _ in 0..20 {
+        let obs = sim.second(&k, 0, 1000);
+        if let Some(next) = c.tick(obs, k, Some(1 << 30)) {
+            k = next;
+        }
+    }
+    assert_eq!(k.memtable_bytes, 256 << 10, "{k:?}");
 }

@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 use crate::controller::latency::LatencyHistogram;
 use crate::controller::ControllerStats;
 
+/// Memtable-fill buckets: bucket b holds fills in [2^(b+FILL_LOG2_MIN), 2^(b+1+FILL_LOG2_MIN)),
+/// the first and last also everything below and above.
+pub const FILL_BUCKETS: usize = 16;
+pub const FILL_LOG2_MIN: u32 = 14;
+
+fn fill_bucket(fill_bytes: u64) -> usize {
+    let log2 = 63 - fill_bytes.max(1).leading_zeros();
+    (log2.saturating_sub(FILL_LOG2_MIN) as usize).min(FILL_BUCKETS - 1)
+}
+
 /// Monotonic counters, updated with relaxed atomics on the hot paths.
 #[derive(Default)]
 pub struct Counters {
@@ -19,6 +29,11 @@ pub struct Counters {
     pub index_lookups: AtomicU64,
     pub index_lookup_us: AtomicU64,
     pub index_lookup_runs: AtomicU64,
+    /// Pages published (index + residency insert under the writer lock) and their time, per
+    /// log2 bucket of the memtable's bytes when published: the controller fits publication
+    /// cost against memtable size from one window's spread of fills.
+    pub inserts_by_fill: [AtomicU64; FILL_BUCKETS],
+    pub insert_us_by_fill: [AtomicU64; FILL_BUCKETS],
     pub put_pages: AtomicU64,
     pub put_bytes: AtomicU64,
     pub put_existing_pages: AtomicU64,
@@ -45,6 +60,24 @@ pub struct Counters {
 impl Counters {
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Relaxed);
+    }
+
+    /// Records `n` pages published since `started` into a memtable of `fill_bytes`.
+    pub fn record_inserts(&self, n: u64, started: std::time::Instant, fill_bytes: u64) {
+        if n == 0 {
+            return;
+        }
+        let b = fill_bucket(fill_bytes);
+        Self::add(&self.inserts_by_fill[b], n);
+        Self::add(&self.insert_us_by_fill[b], super::elapsed_us(started));
+    }
+
+    pub fn inserts_by_fill(&self) -> Vec<(u64, u64)> {
+        self.inserts_by_fill
+            .iter()
+            .zip(&self.insert_us_by_fill)
+            .map(|(n, us)| (n.load(Relaxed), us.load(Relaxed)))
+            .collect()
     }
 }
 

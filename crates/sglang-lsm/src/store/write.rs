@@ -125,6 +125,9 @@ impl Store {
             let mut w = inner.vlog.lock_writer();
             let at = inner.vlog.append(&mut w, &mut frame)?;
             let mut r = inner.residency.write();
+            let publish_started = std::time::Instant::now();
+            let memtable_fill_bytes = inner.index.memtable_bytes();
+            let mut published = 0u64;
             for (e, &i) in frame.entries().iter().zip(&chosen) {
                 if r.contains(fps[i]) {
                     continue; // a concurrent writer published it first; ours is garbage
@@ -153,7 +156,13 @@ impl Store {
                 inner.index.insert(keys[i], fps[i], &rec);
                 r.insert(fps[i], slot, e.parent_fp, at.seqno);
                 bytes += e.payload_len;
+                published += 1;
             }
+            // Publication runs under the writer lock, so its cost limits every writer; the
+            // controller fits it against memtable fill (docs/CONTROLLER.md).
+            inner
+                .counters
+                .record_inserts(published, publish_started, memtable_fill_bytes);
         }
         Counters::add(&inner.counters.put_declined_pages, over_quota);
         Counters::add(&inner.counters.put_pages, chosen.len() as u64 - over_quota);
