@@ -10,12 +10,15 @@ pub const BUCKETS: usize = 4 * 42;
 
 pub struct LatencyHistogram {
     buckets: [AtomicU64; BUCKETS],
+    /// Total of all recorded values, us (the controller's foreground-cost verification).
+    sum_us: AtomicU64,
 }
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
         Self {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
         }
     }
 }
@@ -42,6 +45,13 @@ fn upper_of(b: usize) -> u64 {
 impl LatencyHistogram {
     pub fn record_us(&self, us: u64) {
         self.buckets[bucket_of(us)].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Total of all recorded values, us.
+    #[must_use]
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.load(Relaxed)
     }
 
     pub fn record(&self, since: std::time::Instant) {

@@ -11,6 +11,7 @@ pub mod cost;
 pub mod knobs;
 pub mod latency;
 pub mod monitor;
+pub mod verify;
 
 use std::collections::VecDeque;
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use cost::{Calibration, Prediction, Workload};
 pub use knobs::{Knobs, LiveKnobs, BOUNDS};
 pub use monitor::{Monitor, Observation, Window};
+use verify::{ForegroundCost, Trial, Verdict};
 
 /// Busy windows a setting stays in force before the controller may change it again: with
 /// 1 s ticks, at most one change per 5 s, so a flapping workload cannot make it oscillate.
@@ -55,6 +57,11 @@ pub struct WindowRecord {
 pub struct Decision {
     /// Controller tick number at which it was made.
     pub tick: u64,
+    /// `"retune"` (the model predicted a gain) or `"revert"` (a retune measured slower).
+    pub kind: String,
+    /// For a revert: measured foreground us per page before and after the retune.
+    pub measured_before_us: Option<f64>,
+    pub measured_after_us: Option<f64>,
     pub from: Knobs,
     pub to: Knobs,
     pub workload: Workload,
@@ -69,6 +76,10 @@ pub struct ControllerStats {
     pub adaptive: bool,
     pub ticks: u64,
     pub decisions_total: u64,
+    /// Retunes undone because the foreground measured slower.
+    pub reverts_total: u64,
+    /// A retune is being verified.
+    pub verifying: bool,
     pub knobs: Option<Knobs>,
     pub workload: Option<Workload>,
     pub calibration: Option<Calibration>,
@@ -144,7 +155,18 @@ pub struct Controller {
     windows_since_change: u32,
     decisions: VecDeque<Decision>,
     decisions_total: u64,
+    reverts_total: u64,
     history: VecDeque<WindowRecord>,
+    trial: Option<Trial>,
+    /// After a revert the index knobs stay put until this tick; each revert doubles the
+    /// pause (bounded harm: one verification period per pause).
+    frozen_until: u64,
+    freeze_ticks: u64,
+}
+
+/// The index part of a setting (what a revert rejects).
+fn index_part(k: &Knobs) -> (u64, u8, u32) {
+    (k.memtable_bytes, k.l0_threshold, k.level_ratio)
 }
 
 fn workload_of(w: &Window) -> Workload {
@@ -183,7 +205,11 @@ impl Controller {
             windows_since_change: MIN_DWELL_WINDOWS,
             decisions: VecDeque::new(),
             decisions_total: 0,
+            reverts_total: 0,
             history: VecDeque::new(),
+            trial: None,
+            frozen_until: 0,
+            freeze_ticks: verify::REJECT_COOLDOWN_TICKS,
         }
     }
 
@@ -222,6 +248,16 @@ impl Controller {
         };
         self.workload = Some(smoothed);
         self.windows_since_change = self.windows_since_change.saturating_add(1);
+        if let Some(trial) = self.trial.as_mut() {
+            match trial.observe(&w) {
+                Verdict::Pending => return None,
+                Verdict::Keep => self.trial = None,
+                Verdict::Revert {
+                    before_us,
+                    after_us,
+                } => return Some(self.revert(current, smoothed, before_us, after_us)),
+            }
+        }
         if !self.adaptive || self.windows_since_change < MIN_DWELL_WINDOWS {
             return None;
         }
@@ -240,8 +276,9 @@ impl Controller {
         let before = cost::predict(&current, &smoothed, &self.calibration);
         let after = cost::predict(&best, &smoothed, &self.calibration);
         let gain = before.cost_us_per_s - after.cost_us_per_s;
-        let index_change =
-            gain > MIN_GAIN_FRACTION * before.cost_us_per_s && gain > MIN_GAIN_US_PER_S;
+        let index_change = gain > MIN_GAIN_FRACTION * before.cost_us_per_s
+            && gain > MIN_GAIN_US_PER_S
+            && self.ticks >= self.frozen_until;
         let budget_change = {
             let (a, b) = (
                 current.reclaim_bytes_per_s as f64,
@@ -261,8 +298,18 @@ impl Controller {
         if to == current {
             return None;
         }
+        if index_part(&to) != index_part(&current) {
+            let mut before = ForegroundCost::default();
+            for past in self.monitor.recent_busy(verify::VERIFY_WINDOWS as usize) {
+                before.add(past);
+            }
+            self.trial = Some(Trial::new(current, to, before));
+        }
         let decision = Decision {
             tick: self.ticks,
+            kind: "retune".into(),
+            measured_before_us: None,
+            measured_after_us: None,
             from: current,
             to,
             workload: smoothed,
@@ -279,13 +326,54 @@ impl Controller {
             predicted_cost_after_us_per_s = decision.predicted_after.cost_us_per_s,
             "controller retuned the store"
         );
+        self.record(decision);
+        Some(to)
+    }
+
+    fn record(&mut self, decision: Decision) {
         if self.decisions.len() == DECISIONS_KEPT {
             self.decisions.pop_front();
         }
         self.decisions.push_back(decision);
         self.decisions_total += 1;
         self.windows_since_change = 0;
-        Some(to)
+    }
+
+    /// Undoes the retune under trial (its index knobs; the reclamation budget stays) and
+    /// pauses index retuning ([`verify::REJECT_COOLDOWN_TICKS`], doubling per revert).
+    fn revert(&mut self, current: Knobs, w: Workload, before_us: f64, after_us: f64) -> Knobs {
+        let Some(trial) = self.trial.take() else {
+            return current;
+        };
+        let to = Knobs {
+            memtable_bytes: trial.from.memtable_bytes,
+            l0_threshold: trial.from.l0_threshold,
+            level_ratio: trial.from.level_ratio,
+            ..current
+        };
+        self.frozen_until = self.ticks + self.freeze_ticks;
+        self.freeze_ticks = (self.freeze_ticks * 2).min(verify::MAX_FREEZE_TICKS);
+        tracing::info!(
+            from = ?current,
+            to = ?to,
+            measured_before_us_per_page = before_us,
+            measured_after_us_per_page = after_us,
+            "controller reverted a retune that measured slower"
+        );
+        self.reverts_total += 1;
+        self.record(Decision {
+            tick: self.ticks,
+            kind: "revert".into(),
+            measured_before_us: Some(before_us),
+            measured_after_us: Some(after_us),
+            from: current,
+            to,
+            workload: w,
+            calibration: self.calibration,
+            predicted_before: cost::predict(&current, &w, &self.calibration),
+            predicted_after: cost::predict(&to, &w, &self.calibration),
+        });
+        to
     }
 
     /// The cheapest index setting for `w` (other knobs as in `current`), counting each
@@ -378,6 +466,8 @@ impl Controller {
             adaptive: self.adaptive,
             ticks: self.ticks,
             decisions_total: self.decisions_total,
+            reverts_total: self.reverts_total,
+            verifying: self.trial.is_some(),
             knobs: Some(knobs),
             workload: self.workload,
             calibration: Some(self.calibration),

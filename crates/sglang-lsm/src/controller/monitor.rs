@@ -38,6 +38,9 @@ pub struct Observation {
     pub index_table_bytes: u64,
     pub put_latency: Vec<u64>,
     pub get_latency: Vec<u64>,
+    /// Total time spent in `put_batch` / `get_batch` calls, us.
+    pub put_call_us: u64,
+    pub get_call_us: u64,
     pub pages: u64,
     pub live_bytes: u64,
     pub log_bytes: u64,
@@ -49,6 +52,12 @@ pub struct Observation {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Window {
     pub seconds: f64,
+    /// Pages written and read in the window, and the time spent in those calls (us): the
+    /// foreground cost a decision is verified against.
+    pub put_pages: u64,
+    pub get_pages: u64,
+    pub put_call_us: u64,
+    pub get_call_us: u64,
     pub put_pages_per_s: f64,
     pub put_bytes_per_s: f64,
     pub get_pages_per_s: f64,
@@ -118,6 +127,10 @@ impl Window {
         let ops = puts + gets + probes;
         Self {
             seconds,
+            put_pages: puts,
+            get_pages: gets,
+            put_call_us: d(b.put_call_us, a.put_call_us),
+            get_call_us: d(b.get_call_us, a.get_call_us),
             put_pages_per_s: puts as f64 / seconds,
             put_bytes_per_s: put_bytes as f64 / seconds,
             get_pages_per_s: gets as f64 / seconds,

@@ -25,6 +25,11 @@ struct Sim {
     busy_us: u64,
     lookup_us: u64,
     lookup_runs: u64,
+    put_call_us: u64,
+    get_call_us: u64,
+    /// Extra foreground us per written page under knobs `k` (the machine's truth, which the
+    /// model may not know).
+    put_penalty_us: fn(&Knobs) -> u64,
 }
 
 impl Sim {
@@ -37,6 +42,9 @@ impl Sim {
             busy_us: 0,
             lookup_us: 0,
             lookup_runs: 0,
+            put_call_us: 0,
+            get_call_us: 0,
+            put_penalty_us: |_| 0,
         }
     }
 
@@ -61,6 +69,8 @@ impl Sim {
             index_table_bytes: 8 << 20,
             put_latency: vec![0; latency::BUCKETS],
             get_latency: vec![0; latency::BUCKETS],
+            put_call_us: self.put_call_us,
+            get_call_us: self.get_call_us,
             pages: 5_000_000,
             live_bytes: 5_000_000 * 16384,
             log_bytes: 5_000_000 * 16384,
@@ -85,6 +95,8 @@ impl Sim {
         self.busy_us += (p.index_busy_frac * 1e6) as u64;
         self.lookup_us += (p.lookup_us * gets as f64) as u64;
         self.lookup_runs += (p.lookup_runs * gets as f64) as u64;
+        self.put_call_us += puts * (10 + (self.put_penalty_us)(k));
+        self.get_call_us += gets * 20;
         self.obs()
     }
 }
@@ -253,4 +265,39 @@ fn knobs_it_does_not_decide_keep_their_hand_set_values() {
         }
     }
     assert_eq!(k.memtable_bytes, 256 << 10, "{k:?}");
+}
+
+#[test]
+fn a_retune_that_measures_slower_is_reverted_and_not_retried_soon() {
+    let mut c = Controller::with_calibration(true, tradeoff());
+    let mut sim = Sim::new();
+    // The model favours big memtables for writes; this machine punishes them.
+    sim.put_penalty_us = |k| if k.memtable_bytes > 16 << 20 { 5 } else { 0 };
+    let start = Knobs::from_config(&StoreConfig::default());
+    let mut k = start;
+    c.tick(sim.obs(), k, None);
+    let changes = run(&mut c, &mut sim, &mut k, 60, 200_000, 0);
+    let stats = c.stats(k);
+    assert_eq!(stats.reverts_total, 1, "{:?}", c.decisions());
+    assert_eq!(
+        changes,
+        2,
+        "one retune, one revert, no retry: {:?}",
+        c.decisions()
+    );
+    assert_eq!(k.memtable_bytes, start.memtable_bytes);
+    let revert = c.decisions().last().cloned().expect("decisions");
+    assert_eq!(revert.kind, "revert");
+    assert!(revert.measured_after_us > revert.measured_before_us);
+}
+
+#[test]
+fn a_retune_that_measures_no_worse_is_kept() {
+    let mut c = Controller::with_calibration(true, tradeoff());
+    let mut sim = Sim::new();
+    let mut k = Knobs::from_config(&StoreConfig::default());
+    c.tick(sim.obs(), k, None);
+    run(&mut c, &mut sim, &mut k, 40, 200_000, 0);
+    assert_eq!(c.stats(k).reverts_total, 0);
+    assert!(k.memtable_bytes > 16 << 20);
 }

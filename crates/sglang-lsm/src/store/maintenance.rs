@@ -194,6 +194,8 @@ impl Inner {
             index_table_bytes: self.index.disk_bytes() / (self.index.table_count().max(1) as u64),
             put_latency: c.put_latency.snapshot(),
             get_latency: c.get_latency.snapshot(),
+            put_call_us: c.put_latency.sum_us(),
+            get_call_us: c.get_latency.sum_us(),
             pages,
             live_bytes,
             log_bytes: self.vlog.total_bytes(),
