@@ -48,20 +48,38 @@ impl Store {
         let mut report = VerifyReport::default();
         let mut buf = Vec::new();
         for (done, (key, rec)) in records.iter().enumerate() {
-            let ok = self.inner.vlog.segment(rec.segment_id).is_some_and(|seg| {
-                buf.resize(usize::try_from(rec.len).unwrap_or(0), 0);
-                seg.read_into(&mut [&mut buf[..]], rec.offset, false)
-                    .is_ok()
-                    && page_crc(key, [&buf[..]]) == rec.crc
-            });
-            if ok {
-                report.verified += 1;
-                report.bytes += rec.len;
-            } else {
-                report.corrupt += 1;
-                if report.corrupt_keys.len() < 100 {
-                    report.corrupt_keys.push(crate::error::key_display(key));
+            // The store stays live while it is verified: background reclamation may move or
+            // evict a page after the snapshot. A failed check only counts if the index still
+            // points where we read; a moved page is checked again at its new place (bounded:
+            // a page moves at most once per reclaimed segment).
+            let mut rec = *rec;
+            let mut outcome = None;
+            for _ in 0..4 {
+                if self.page_checks_out(key, &rec, &mut buf) {
+                    outcome = Some(true);
+                    break;
                 }
+                match self.inner.index.get(key)? {
+                    Some(now) if now == rec => {
+                        outcome = Some(false);
+                        break;
+                    }
+                    Some(now) => rec = now,
+                    None => break, // evicted or deleted meanwhile: nothing to verify
+                }
+            }
+            match outcome {
+                Some(true) => {
+                    report.verified += 1;
+                    report.bytes += rec.len;
+                }
+                Some(false) => {
+                    report.corrupt += 1;
+                    if report.corrupt_keys.len() < 100 {
+                        report.corrupt_keys.push(crate::error::key_display(key));
+                    }
+                }
+                None => {}
             }
             progress(done as u64 + 1, total);
         }
@@ -69,6 +87,16 @@ impl Store {
     }
 
     /// Size and live bytes of every segment (live fraction = reclaimable space signal).
+    /// Reads one record's extent and checks its checksum.
+    fn page_checks_out(&self, key: &[u8], rec: &IndexRecord, buf: &mut Vec<u8>) -> bool {
+        self.inner.vlog.segment(rec.segment_id).is_some_and(|seg| {
+            buf.resize(usize::try_from(rec.len).unwrap_or(0), 0);
+            seg.read_into(&mut [&mut buf[..]], rec.offset, false)
+                .is_ok()
+                && page_crc(key, [&buf[..]]) == rec.crc
+        })
+    }
+
     #[must_use]
     pub fn segment_usage(&self) -> Vec<SegmentUsage> {
         let live: std::collections::BTreeMap<u32, u64> = self
