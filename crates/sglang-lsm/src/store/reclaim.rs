@@ -3,17 +3,18 @@
 //! When the value log nears `capacity_bytes`, the reclaimer picks a sealed segment and empties
 //! it:
 //!
-//! - **victim**: a segment with no live page first (it is simply deleted); otherwise the
-//!   segment whose live pages are oldest (smallest write sequence number). Together with the
-//!   second chance below this is CLOCK over segments, an LRU approximation. We tried LFS's
-//!   cost-benefit score `(1 − k) × age / (1 + k)` (k = fraction to rewrite) first: it prefers
-//!   young segments whose pages were just relocated, so a relocated hot page lost its second
-//!   chance before it could be read again (caught by the capacity tests).
+//! - **victim**: a segment with no live page first (it is simply deleted); otherwise the one
+//!   `reclaim_victim` ranks first (`store::victim`). The default, `oldest`, takes the segment
+//!   whose live pages are oldest; together with the second chance below this is CLOCK over
+//!   segments, an LRU approximation. LFS's cost-benefit score (`cost_benefit`) prefers young
+//!   segments whose pages were just relocated, so a relocated hot page can lose its second
+//!   chance before it is read again; it is kept as a measured alternative, not the default.
 //! - a live page is **kept** (relocated to the log head, in its original prefix order) if it
 //!   was read or re-put since it was written — a second chance, as in CLOCK — or if it has
 //!   resident children. Every other live page is **evicted**. So only leaves are ever evicted:
 //!   a page is reachable only through its whole prefix, and a hit on a deep page keeps its
-//!   ancestors alive because they have a resident child.
+//!   ancestors alive because they have a resident child. With `protect_frequent_fraction`,
+//!   pages seen at least twice are kept too, up to that share of the bound.
 //!
 //! Background reclamation runs under a byte-rate budget so foreground reads keep the device;
 //! a `put_batch` that would overflow the bound reclaims inline (unthrottled, bounded number
