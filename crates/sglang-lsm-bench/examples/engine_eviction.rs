@@ -6,7 +6,8 @@
 //!
 //! Options, in any order: an admission (`all`, default, or `second_sighting`), a victim
 //! policy (`oldest`, default, `greedy` or `cost_benefit`), and `protect=F` for
-//! `protect_frequent_fraction` (default 0, off). Numbers are capacities as fractions of the
+//! `protect_frequent_fraction` (default 0, off), `ghost=N` for `admission_ghost_pages` (the
+//! second-sighting ghost list and the frequent-page put history). Numbers are capacities as fractions of the
 //! trace's distinct blocks (default 0.01 0.05 0.10 0.25).
 
 use std::time::Instant;
@@ -21,12 +22,13 @@ const BLOCK_BYTES: usize = 64 << 10;
 
 fn main() -> anyhow::Result<()> {
     const USAGE: &str = "usage: engine_eviction TRACE [all|second_sighting] \
-                         [oldest|greedy|cost_benefit] [protect=F] [FRAC...]";
+                         [oldest|greedy|cost_benefit] [protect=F] [ghost=N] [FRAC...]";
     let mut args = std::env::args().skip(1);
     let path = args.next().context(USAGE)?;
     let mut admission = Admission::All;
     let mut victim = ReclaimVictim::Oldest;
     let mut protect = 0.0f64;
+    let mut ghost_pages = StoreConfig::default().admission_ghost_pages;
     let mut fracs: Vec<f64> = Vec::new();
     for a in args {
         match a.as_str() {
@@ -36,7 +38,9 @@ fn main() -> anyhow::Result<()> {
             "greedy" => victim = ReclaimVictim::Greedy,
             "cost_benefit" => victim = ReclaimVictim::CostBenefit,
             _ => {
-                if let Some(f) = a.strip_prefix("protect=") {
+                if let Some(n) = a.strip_prefix("ghost=") {
+                    ghost_pages = n.parse().with_context(|| format!("{a:?}: {USAGE}"))?;
+                } else if let Some(f) = a.strip_prefix("protect=") {
                     protect = f.parse().with_context(|| format!("{a:?}: {USAGE}"))?;
                 } else {
                     fracs.push(a.parse().with_context(|| format!("{a:?}: {USAGE}"))?);
@@ -50,7 +54,8 @@ fn main() -> anyhow::Result<()> {
     let trace = Trace::load(&path, MOONCAKE_BLOCK_TOKENS)?;
     let value = vec![0x5Au8; BLOCK_BYTES];
     println!(
-        "admission: {admission:?}, reclaim_victim: {victim:?}, protect_frequent_fraction: {protect}"
+        "admission: {admission:?}, reclaim_victim: {victim:?}, protect_frequent_fraction: {protect}, \
+         admission_ghost_pages: {ghost_pages}"
     );
     println!(
         "| capacity | store (engine eviction) | LRU | Belady | gap closed | write amp | wall s |"
@@ -68,6 +73,7 @@ fn main() -> anyhow::Result<()> {
                 admission,
                 reclaim_victim: victim,
                 protect_frequent_fraction: protect,
+                admission_ghost_pages: ghost_pages,
                 ..StoreConfig::default()
             },
         )?;
