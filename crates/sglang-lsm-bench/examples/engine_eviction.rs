@@ -2,12 +2,18 @@
 //! on a Mooncake trace, next to LRU and offline Belady simulated on the same trace with the
 //! same byte budget.
 //!
-//! `cargo run --release -p sglang-lsm-bench --example engine_eviction -- TRACE [all|second_sighting] [FRAC...]`
+//! `cargo run --release -p sglang-lsm-bench --example engine_eviction -- TRACE [OPTION...] [FRAC...]`
+//!
+//! Options, in any order: an admission (`all`, default, or `second_sighting`), a victim
+//! policy (`oldest`, default, `greedy` or `cost_benefit`), and `protect=F` for
+//! `protect_frequent_fraction` (default 0, off), `ghost=N` for `admission_ghost_pages` (the
+//! second-sighting ghost list and the frequent-page put history). Numbers are capacities as fractions of the
+//! trace's distinct blocks (default 0.01 0.05 0.10 0.25).
 
 use std::time::Instant;
 
 use anyhow::Context;
-use sglang_lsm::{Store, StoreConfig};
+use sglang_lsm::{Admission, ReclaimVictim, Store, StoreConfig};
 use sglang_lsm_bench::policy::{simulate_kind, PolicyKind};
 use sglang_lsm_bench::replay::block_key;
 use sglang_lsm_bench::trace::{Trace, MOONCAKE_BLOCK_TOKENS};
@@ -15,22 +21,42 @@ use sglang_lsm_bench::trace::{Trace, MOONCAKE_BLOCK_TOKENS};
 const BLOCK_BYTES: usize = 64 << 10;
 
 fn main() -> anyhow::Result<()> {
+    const USAGE: &str = "usage: engine_eviction TRACE [all|second_sighting] \
+                         [oldest|greedy|cost_benefit] [protect=F] [ghost=N] [FRAC...]";
     let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .context("usage: engine_eviction TRACE [all|second_sighting] [FRAC...]")?;
-    let admission = match args.next().as_deref() {
-        Some("second_sighting") => sglang_lsm::Admission::SecondSighting,
-        Some("all") | None => sglang_lsm::Admission::All,
-        Some(other) => anyhow::bail!("unknown admission {other:?}"),
-    };
-    let mut fracs: Vec<f64> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let path = args.next().context(USAGE)?;
+    let mut admission = Admission::All;
+    let mut victim = ReclaimVictim::Oldest;
+    let mut protect = 0.0f64;
+    let mut ghost_pages = StoreConfig::default().admission_ghost_pages;
+    let mut fracs: Vec<f64> = Vec::new();
+    for a in args {
+        match a.as_str() {
+            "all" => admission = Admission::All,
+            "second_sighting" => admission = Admission::SecondSighting,
+            "oldest" => victim = ReclaimVictim::Oldest,
+            "greedy" => victim = ReclaimVictim::Greedy,
+            "cost_benefit" => victim = ReclaimVictim::CostBenefit,
+            _ => {
+                if let Some(n) = a.strip_prefix("ghost=") {
+                    ghost_pages = n.parse().with_context(|| format!("{a:?}: {USAGE}"))?;
+                } else if let Some(f) = a.strip_prefix("protect=") {
+                    protect = f.parse().with_context(|| format!("{a:?}: {USAGE}"))?;
+                } else {
+                    fracs.push(a.parse().with_context(|| format!("{a:?}: {USAGE}"))?);
+                }
+            }
+        }
+    }
     if fracs.is_empty() {
         fracs = vec![0.01, 0.05, 0.10, 0.25];
     }
     let trace = Trace::load(&path, MOONCAKE_BLOCK_TOKENS)?;
     let value = vec![0x5Au8; BLOCK_BYTES];
-    println!("admission: {admission:?}");
+    println!(
+        "admission: {admission:?}, reclaim_victim: {victim:?}, protect_frequent_fraction: {protect}, \
+         admission_ghost_pages: {ghost_pages}"
+    );
     println!(
         "| capacity | store (engine eviction) | LRU | Belady | gap closed | write amp | wall s |"
     );
@@ -45,6 +71,9 @@ fn main() -> anyhow::Result<()> {
             StoreConfig {
                 capacity_bytes: Some((blocks * BLOCK_BYTES) as u64),
                 admission,
+                reclaim_victim: victim,
+                protect_frequent_fraction: protect,
+                admission_ghost_pages: ghost_pages,
                 ..StoreConfig::default()
             },
         )?;

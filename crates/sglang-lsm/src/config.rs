@@ -31,6 +31,23 @@ pub enum Admission {
     SecondSighting,
 }
 
+/// How capacity reclamation picks its victim among sealed segments. A segment without live
+/// pages is always taken first; the score only ranks segments that hold live pages. With `u`
+/// = live bytes / file bytes of the segment, and ages in write sequence numbers (frames)
+/// before the next write:
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReclaimVictim {
+    /// The segment whose oldest live page is oldest (FIFO over segments; with the
+    /// second-chance relocation, CLOCK over segments).
+    Oldest,
+    /// Lowest `u` (fewest live bytes to relocate or evict per byte freed); ties: oldest.
+    Greedy,
+    /// Highest LFS cost-benefit `(1 − u) × age / (1 + u)`, `age` = sequence numbers since the
+    /// segment's newest live page was written; ties: oldest.
+    CostBenefit,
+}
+
 /// Largest key the engine accepts. SGLang keys are ~64-200 bytes; 1 KiB leaves room for
 /// namespaces while keeping one frame header within a few 4 KiB blocks.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -83,6 +100,13 @@ pub struct StoreConfig {
     pub reclaim_bytes_per_s: u64,
     /// Admission policy for new pages.
     pub admission: Admission,
+    /// How reclamation picks its victim segment (see [`ReclaimVictim`]).
+    pub reclaim_victim: ReclaimVictim,
+    /// Reclamation also relocates (rather than evicts) unreferenced pages that were ever
+    /// referenced since first written (read or re-put: seen at least twice), while such pages
+    /// hold at most this fraction of the log bound; beyond it they are evicted like any cold
+    /// page, so they cannot fill the store. 0 turns the protection off.
+    pub protect_frequent_fraction: f64,
     /// Pages remembered by `second_sighting` admission (8-24 bytes each).
     pub admission_ghost_pages: u64,
     /// Free space to leave on the store's filesystem. When set, the log is also bounded by
@@ -126,6 +150,8 @@ impl Default for StoreConfig {
             index_cache_bytes: 64 << 20,
             reclaim_bytes_per_s: 256 << 20,
             admission: Admission::All,
+            reclaim_victim: ReclaimVictim::Oldest,
+            protect_frequent_fraction: 0.0,
             admission_ghost_pages: 1 << 20,
             min_free_bytes: None,
             namespace_quotas: BTreeMap::new(),
@@ -217,6 +243,10 @@ impl StoreConfig {
             "admission_ghost_pages must be between 1 and 268435456",
         )?;
         check(
+            (0.0..=0.95).contains(&self.protect_frequent_fraction),
+            "protect_frequent_fraction must be between 0 (off) and 0.95",
+        )?;
+        check(
             self.reclaim_bytes_per_s >= 1 << 20,
             "reclaim_bytes_per_s must be at least 1 MiB/s",
         )?;
@@ -286,6 +316,41 @@ mod tests {
         assert!(err.to_string().contains("capacity_gigs"), "{err}");
         let err = StoreConfig::from_json(r#"{"read_threads":0}"#).expect_err("out of range");
         assert!(err.to_string().contains("read_threads"), "{err}");
+    }
+
+    #[test]
+    fn reclamation_options_parse_and_are_checked() {
+        let d = StoreConfig::default();
+        assert_eq!(d.reclaim_victim, ReclaimVictim::Oldest, "default unchanged");
+        assert!(
+            d.protect_frequent_fraction == 0.0,
+            "protection off by default"
+        );
+        for (name, v) in [
+            ("oldest", ReclaimVictim::Oldest),
+            ("greedy", ReclaimVictim::Greedy),
+            ("cost_benefit", ReclaimVictim::CostBenefit),
+        ] {
+            let c =
+                StoreConfig::from_json(&format!(r#"{{"reclaim_victim":"{name}"}}"#)).expect(name);
+            assert_eq!(c.reclaim_victim, v);
+        }
+        let c = StoreConfig::from_json(r#"{"protect_frequent_fraction":0.9}"#).expect("valid");
+        assert!((c.protect_frequent_fraction - 0.9).abs() < 1e-12);
+        for (json, field) in [
+            (r#"{"reclaim_victim":"lru"}"#, "reclaim_victim"),
+            (
+                r#"{"protect_frequent_fraction":0.99}"#,
+                "protect_frequent_fraction",
+            ),
+            (
+                r#"{"protect_frequent_fraction":-0.1}"#,
+                "protect_frequent_fraction",
+            ),
+        ] {
+            let err = StoreConfig::from_json(json).expect_err(json);
+            assert!(err.to_string().contains(field), "{json}: {err}");
+        }
     }
 
     #[test]

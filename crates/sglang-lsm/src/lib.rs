@@ -30,6 +30,6 @@ pub mod key;
 pub mod store;
 pub mod vlog;
 
-pub use config::{Admission, Durability, StoreConfig, MAX_KEY_BYTES};
+pub use config::{Admission, Durability, ReclaimVictim, StoreConfig, MAX_KEY_BYTES};
 pub use error::{Error, Result};
 pub use store::{NamespaceStats, SegmentUsage, Store, StoreStats, VerifyReport};

@@ -56,6 +56,42 @@ impl Ghost {
     }
 }
 
+/// Fingerprints of pages recently put as new (whether admitted, declined or since evicted),
+/// oldest first, bounded. With `protect_frequent_fraction` a page put again while still
+/// remembered here starts out frequent: it was evicted (or declined) and then wanted again,
+/// the "seen at least twice" signal the residency table alone loses on eviction.
+pub(crate) struct History {
+    members: FpTable<u8>,
+    order: VecDeque<Fingerprint>,
+    capacity: usize,
+}
+
+impl History {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            members: FpTable::default(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Records a sighting of `fp`; returns whether it was already remembered.
+    pub fn sight(&mut self, fp: Fingerprint) -> bool {
+        if !self.members.insert(fp, 1) {
+            return true;
+        }
+        self.order.push_back(fp);
+        // Every remembered fingerprint is queued exactly once, so the two stay equal.
+        debug_assert_eq!(self.members.len(), self.order.len());
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.members.remove(old);
+            }
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +111,17 @@ mod tests {
         }
         assert!(g.members.len() <= 3);
         assert_eq!(g.admit(&[19]), 1, "recent sightings are remembered");
+    }
+
+    #[test]
+    fn history_remembers_recent_sightings_within_its_bound() {
+        let mut h = History::new(3);
+        assert!(!h.sight(1), "first sighting");
+        assert!(h.sight(1), "second sighting");
+        for fp in 2..=4 {
+            assert!(!h.sight(fp));
+        }
+        assert!(!h.sight(1), "the oldest sighting was forgotten");
+        assert!(h.members.len() <= 3 && h.order.len() <= 3);
     }
 }

@@ -102,7 +102,11 @@ fn reclaim_step(inner: &Inner, limiter: &mut RateLimiter) -> Result<()> {
         if inner.vlog.total_bytes() <= target {
             break;
         }
-        if inner.reclaim_one(Some(limiter), false)?.is_none() && !inner.seal_active()? {
+        if inner
+            .reclaim_one(Some(limiter), super::reclaim::Pass::Normal)?
+            .is_none()
+            && !inner.seal_active()?
+        {
             break;
         }
     }

@@ -19,6 +19,7 @@ mod residency;
 mod space;
 mod stats;
 mod verify;
+mod victim;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +52,8 @@ pub(crate) struct Inner {
     reclaim_lock: parking_lot::Mutex<()>,
     /// Present when `admission = second_sighting`.
     ghost: Option<parking_lot::Mutex<admission::Ghost>>,
+    /// Present when `protect_frequent_fraction` > 0: marks re-put evicted pages frequent.
+    history: Option<parking_lot::Mutex<admission::History>>,
     vlog: ValueLog,
     index: Index,
     residency: RwLock<Residency>,
@@ -175,6 +178,11 @@ impl Store {
                 usize::try_from(config.admission_ghost_pages).unwrap_or(usize::MAX),
             ))
         });
+        let history = (config.protect_frequent_fraction > 0.0).then(|| {
+            parking_lot::Mutex::new(admission::History::new(
+                usize::try_from(config.admission_ghost_pages).unwrap_or(usize::MAX),
+            ))
+        });
         let knobs = LiveKnobs::new(Knobs::from_config(&config));
         let controller = parking_lot::Mutex::new(Controller::new(config.adaptive));
         let inner = Arc::new(Inner {
@@ -187,6 +195,7 @@ impl Store {
             quotas,
             reclaim_lock: parking_lot::Mutex::new(()),
             ghost,
+            history,
             vlog,
             index,
             residency: RwLock::new(residency),

@@ -3,17 +3,18 @@
 //! When the value log nears `capacity_bytes`, the reclaimer picks a sealed segment and empties
 //! it:
 //!
-//! - **victim**: a segment with no live page first (it is simply deleted); otherwise the
-//!   segment whose live pages are oldest (smallest write sequence number). Together with the
-//!   second chance below this is CLOCK over segments, an LRU approximation. We tried LFS's
-//!   cost-benefit score `(1 − k) × age / (1 + k)` (k = fraction to rewrite) first: it prefers
-//!   young segments whose pages were just relocated, so a relocated hot page lost its second
-//!   chance before it could be read again (caught by the capacity tests).
+//! - **victim**: a segment with no live page first (it is simply deleted); otherwise the one
+//!   `reclaim_victim` ranks first (`store::victim`). The default, `oldest`, takes the segment
+//!   whose live pages are oldest; together with the second chance below this is CLOCK over
+//!   segments, an LRU approximation. LFS's cost-benefit score (`cost_benefit`) prefers young
+//!   segments whose pages were just relocated, so a relocated hot page can lose its second
+//!   chance before it is read again; it is kept as a measured alternative, not the default.
 //! - a live page is **kept** (relocated to the log head, in its original prefix order) if it
 //!   was read or re-put since it was written — a second chance, as in CLOCK — or if it has
 //!   resident children. Every other live page is **evicted**. So only leaves are ever evicted:
 //!   a page is reachable only through its whole prefix, and a hit on a deep page keeps its
-//!   ancestors alive because they have a resident child.
+//!   ancestors alive because they have a resident child. With `protect_frequent_fraction`,
+//!   pages seen at least twice are kept too, up to that share of the bound.
 //!
 //! Background reclamation runs under a byte-rate budget so foreground reads keep the device;
 //! a `put_batch` that would overflow the bound reclaims inline (unthrottled, bounded number
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::residency::Slot;
 use super::stats::Counters;
-use super::Inner;
+use super::{victim, Inner};
 use crate::error::Result;
 use crate::index::IndexRecord;
 use crate::key::{fingerprint, Fingerprint};
@@ -83,11 +84,35 @@ pub(crate) struct Reclaimed {
     pub freed_bytes: u64,
 }
 
+/// How hard one reclamation frees space; each step drops one protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// Referenced pages get their second chance, frequent ones their protection.
+    Normal,
+    /// Frequent pages lose their protection; referenced ones still get a second chance
+    /// (a blocked put's second try when `protect_frequent_fraction` is on).
+    Unprotected,
+    /// Only pages with resident children are kept (a blocked put's last resort).
+    Force,
+}
+
+/// How one reclamation treats pages without resident children.
+#[derive(Clone, Copy, Debug)]
+struct KeepRule {
+    /// Everything but pages with children is evicted (a blocked put's last resort).
+    force: bool,
+    /// Every live page is kept (see `Inner::spares_live`).
+    spare: bool,
+    /// Frequent pages are kept too (`protect_frequent_fraction`, under its bound).
+    frequent: bool,
+}
+
 /// Whether reclamation keeps (relocates) a page. Pages with resident children are always kept
-/// (no orphans); referenced ones unless `force`; every one when `spare` (see
-/// `Inner::spares_live`).
-fn keeps(slot: Slot, force: bool, spare: bool) -> bool {
-    slot.children > 0 || (!force && (spare || slot.referenced()))
+/// (no orphans); referenced ones unless `force`; frequent ones when protected; every one when
+/// `spare`.
+fn keeps(slot: Slot, rule: KeepRule) -> bool {
+    slot.children > 0
+        || (!rule.force && (rule.spare || slot.referenced() || (rule.frequent && slot.frequent())))
 }
 
 struct LivePage {
@@ -124,30 +149,40 @@ impl Inner {
         self.residency.read().live_bytes() + self.segment_bytes <= target
     }
 
-    /// A sealed segment without live pages, else the one with the oldest live pages.
-    fn pick_victim(&self) -> Option<u32> {
-        let active = self.vlog.active_segment_id();
-        let sizes = self.vlog.segment_sizes();
-        let r = self.residency.read();
-        sizes
-            .into_iter()
-            .filter(|&(id, _)| id != active)
-            .min_by_key(|&(id, _)| {
-                r.segments()
-                    .get(&id)
-                    .map_or(0, |m| m.first_seqno.saturating_add(1))
-            })
-            .map(|(id, _)| id)
+    /// Whether frequent pages are spared now: protection is on and frequent pages hold at
+    /// most `protect_frequent_fraction` of the log bound. Past it they are evicted like any
+    /// unreferenced page until they fall back under it, so the protected class can never
+    /// fill the store and starve new pages.
+    fn protects_frequent(&self) -> bool {
+        let fraction = self.config.protect_frequent_fraction;
+        if fraction <= 0.0 {
+            return false;
+        }
+        let Some(bound) = self.log_bound() else {
+            return false;
+        };
+        (self.residency.read().frequent_bytes() as f64) <= fraction * bound as f64
     }
 
-    /// Reclaims one segment, if any is sealed. `limiter` throttles relocation I/O. With
-    /// `force`, referenced pages lose their second chance (only pages with children are kept):
-    /// used when a blocked put finds everything recently read.
+    /// A sealed segment without live pages, else the one `reclaim_victim` ranks first
+    /// (`store::victim`).
+    fn pick_victim(&self) -> Option<u32> {
+        let active = self.vlog.active_segment_id();
+        let now = self.vlog.next_seqno();
+        let mut sealed = self.vlog.segment_sizes();
+        sealed.retain(|&(id, _)| id != active);
+        let r = self.residency.read();
+        victim::choose(self.config.reclaim_victim, &sealed, r.segments(), now)
+    }
+
+    /// Reclaims one segment, if any is sealed. `limiter` throttles relocation I/O. `pass`
+    /// says which protections hold (see [`Pass`]).
     pub(crate) fn reclaim_one(
         &self,
         limiter: Option<&mut RateLimiter>,
-        force: bool,
+        pass: Pass,
     ) -> Result<Option<Reclaimed>> {
+        let force = pass == Pass::Force;
         let _one_at_a_time = self.reclaim_lock.lock();
         let Some(victim) = self.pick_victim() else {
             return Ok(None);
@@ -158,8 +193,12 @@ impl Inner {
             .iter()
             .find(|(id, _)| *id == victim)
             .map_or(0, |s| s.1);
-        let spare = !force && self.spares_live();
-        let (mut keep, evict) = self.classify(victim, force, spare)?;
+        let rule = KeepRule {
+            force,
+            spare: !force && self.spares_live(),
+            frequent: pass == Pass::Normal && self.protects_frequent(),
+        };
+        let (mut keep, evict) = self.classify(victim, rule)?;
         let mut out = Reclaimed {
             segment_id: victim,
             ..Reclaimed::default()
@@ -171,7 +210,7 @@ impl Inner {
             let (still, now_evictable): (Vec<LivePage>, Vec<LivePage>) = {
                 let r = self.residency.read();
                 keep.into_iter()
-                    .partition(|p| r.slot(p.fp).is_none_or(|s| keeps(s, force, spare)))
+                    .partition(|p| r.slot(p.fp).is_none_or(|s| keeps(s, rule)))
             };
             keep = still;
             if now_evictable.is_empty() {
@@ -210,12 +249,7 @@ impl Inner {
     }
 
     /// Live pages of `victim` in log (prefix) order, split into keep and evict.
-    fn classify(
-        &self,
-        victim: u32,
-        force: bool,
-        spare: bool,
-    ) -> Result<(Vec<LivePage>, Vec<LivePage>)> {
+    fn classify(&self, victim: u32, rule: KeepRule) -> Result<(Vec<LivePage>, Vec<LivePage>)> {
         let mut keep = Vec::new();
         let mut evict = Vec::new();
         for (frame_offset, h) in self.vlog.frames(victim) {
@@ -241,7 +275,7 @@ impl Inner {
                     fp,
                     rec,
                 };
-                if keeps(slot, force, spare) {
+                if keeps(slot, rule) {
                     keep.push(page);
                 } else {
                     evict.push(page);
@@ -392,13 +426,21 @@ impl Inner {
         // relocating recently read pages then costs far more I/O than it wins (bench-capacity
         // measured an 8.5 s put stall after a read-back had marked every page referenced). One
         // low-yield victim is not enough evidence: it may be the relocated hot set itself.
-        for force in [false, true] {
+        // With frequent pages protected, a middle pass drops that protection before the
+        // second chances: protected pages are the likelier to go unread again.
+        let passes: &[Pass] = if self.config.protect_frequent_fraction > 0.0 {
+            &[Pass::Normal, Pass::Unprotected, Pass::Force]
+        } else {
+            &[Pass::Normal, Pass::Force]
+        };
+        for &pass in passes {
+            let force = pass == Pass::Force;
             let (mut held_bytes, mut net_freed_bytes, mut victims) = (0u64, 0u64, 0usize);
             for _ in 0..INLINE_SEGMENTS_MAX {
                 if self.vlog.total_bytes() + need_bytes <= cap {
                     return Ok(true);
                 }
-                match self.reclaim_one(None, force)? {
+                match self.reclaim_one(None, pass)? {
                     None => {
                         if !self.seal_active()? {
                             break;
@@ -422,5 +464,39 @@ impl Inner {
             }
         }
         Ok(self.vlog.total_bytes() + need_bytes <= cap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_rule_per_pass() {
+        let plain = Slot::new(1, 4096);
+        let referenced = plain.with_referenced();
+        let frequent = plain.with_frequent();
+        let mut parent = plain;
+        parent.children = 1;
+        let rule = |force, spare, frequent| KeepRule {
+            force,
+            spare,
+            frequent,
+        };
+        // Normal pass without protection: today's rule.
+        let normal = rule(false, false, false);
+        assert!(!keeps(plain, normal) && keeps(referenced, normal) && keeps(parent, normal));
+        assert!(
+            !keeps(frequent, normal),
+            "frequent is spared only when protected"
+        );
+        // Protection on: frequent pages are relocated too.
+        assert!(keeps(frequent, rule(false, false, true)));
+        assert!(!keeps(plain, rule(false, false, true)));
+        // Force: only pages with children stay, whatever else holds.
+        let force = rule(true, false, true);
+        assert!(!keeps(referenced, force) && !keeps(frequent, force) && keeps(parent, force));
+        // Spare (quota compaction): everything stays.
+        assert!(keeps(plain, rule(false, true, false)));
     }
 }

@@ -14,6 +14,9 @@ use crate::key::{Fingerprint, NO_PARENT};
 use crate::vlog::format::align_up;
 
 const REFERENCED: u16 = 1;
+/// Referenced at least once since it was first written (read, or re-put), kept across
+/// relocation: the "seen at least twice" class that `protect_frequent` reclamation spares.
+const FREQUENT: u16 = 2;
 
 /// Where a resident page lives, plus its eviction state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,6 +65,16 @@ impl Slot {
         }
     }
 
+    /// The same slot marked frequent (a page written again after it was evicted, see
+    /// `admission::History`).
+    #[must_use]
+    pub fn with_frequent(self) -> Self {
+        Self {
+            flags: self.flags | FREQUENT,
+            ..self
+        }
+    }
+
     /// Aligned bytes on disk.
     #[must_use]
     pub fn bytes(self) -> u64 {
@@ -74,6 +87,13 @@ impl Slot {
     pub fn referenced(self) -> bool {
         self.flags & REFERENCED != 0
     }
+
+    /// Referenced at least once since first written, across relocations (in memory only: a
+    /// reopened store starts with no frequent pages).
+    #[must_use]
+    pub fn frequent(self) -> bool {
+        self.flags & FREQUENT != 0
+    }
 }
 
 /// Per-segment accounting.
@@ -83,6 +103,9 @@ pub struct SegmentMeta {
     pub live_bytes: u64,
     /// Smallest write sequence number of a page placed here (its age).
     pub first_seqno: u64,
+    /// Largest write sequence number of a page placed here (never lowered when pages leave:
+    /// an upper bound on the newest live page, which is what cost-benefit's age needs).
+    pub last_seqno: u64,
 }
 
 /// Live bytes and pages of one quota'd namespace.
@@ -100,6 +123,8 @@ pub struct Residency {
     pages: FpTable<Slot>,
     segments: BTreeMap<u32, SegmentMeta>,
     live_bytes: u64,
+    /// Live bytes of frequent pages (bounds what `protect_frequent` may spare).
+    frequent_bytes: u64,
     /// Indexed by namespace id; grown on demand (ids are dense and few).
     namespaces: Vec<NsUsage>,
 }
@@ -127,10 +152,15 @@ impl Residency {
         let meta = self.segments.entry(slot.segment_id).or_insert(SegmentMeta {
             live_bytes: 0,
             first_seqno: seqno,
+            last_seqno: seqno,
         });
         meta.live_bytes += slot.bytes();
         meta.first_seqno = meta.first_seqno.min(seqno);
+        meta.last_seqno = meta.last_seqno.max(seqno);
         self.live_bytes += slot.bytes();
+        if slot.frequent() {
+            self.frequent_bytes += slot.bytes();
+        }
         if slot.ns != 0 {
             let i = usize::from(slot.ns);
             if self.namespaces.len() <= i {
@@ -149,6 +179,10 @@ impl Residency {
             }
         }
         self.live_bytes = self.live_bytes.saturating_sub(slot.bytes());
+        if slot.frequent() {
+            debug_assert!(self.frequent_bytes >= slot.bytes());
+            self.frequent_bytes = self.frequent_bytes.saturating_sub(slot.bytes());
+        }
         if let Some(u) = self.namespaces.get_mut(usize::from(slot.ns)) {
             debug_assert!(slot.ns == 0 || (u.pages > 0 && u.live_bytes >= slot.bytes()));
             u.live_bytes = u.live_bytes.saturating_sub(slot.bytes());
@@ -171,7 +205,7 @@ impl Residency {
     }
 
     /// Moves a page to a new location (relocation or replay of a newer frame), keeping its
-    /// children count and clearing its referenced bit.
+    /// children count and frequent mark and clearing its referenced bit.
     pub fn relocate(&mut self, fp: Fingerprint, to: Slot, seqno: u64) -> bool {
         let Some(old) = self.pages.get(fp) else {
             return false;
@@ -180,7 +214,7 @@ impl Residency {
         let moved = Slot {
             children: old.children,
             ns: old.ns,
-            flags: 0,
+            flags: old.flags & FREQUENT,
             ..to
         };
         self.pages.update(fp, |s| *s = moved);
@@ -188,10 +222,18 @@ impl Residency {
         true
     }
 
-    /// Marks pages as referenced (a read hit or a re-put).
+    /// Marks pages as referenced (a read hit or a re-put), and so frequent: a page touched
+    /// once has been seen twice (written, then wanted again).
     pub fn touch(&mut self, fps: impl IntoIterator<Item = Fingerprint>) {
         for fp in fps {
-            self.pages.update(fp, |s| s.flags |= REFERENCED);
+            let mut newly_frequent = 0;
+            self.pages.update(fp, |s| {
+                if !s.frequent() {
+                    newly_frequent = s.bytes();
+                }
+                s.flags |= REFERENCED | FREQUENT;
+            });
+            self.frequent_bytes += newly_frequent;
         }
     }
 
@@ -233,6 +275,12 @@ impl Residency {
         self.live_bytes
     }
 
+    /// Live bytes of frequent pages.
+    #[must_use]
+    pub fn frequent_bytes(&self) -> u64 {
+        self.frequent_bytes
+    }
+
     /// Live bytes and pages of quota'd namespace `ns` (zero for 0, which is not tracked).
     #[must_use]
     pub fn namespace(&self, ns: u16) -> NsUsage {
@@ -271,7 +319,8 @@ mod tests {
             r.segments()[&3],
             SegmentMeta {
                 live_bytes: 3 * 4096,
-                first_seqno: 7
+                first_seqno: 7,
+                last_seqno: 9
             }
         );
         r.touch([10, 11]);
@@ -288,6 +337,28 @@ mod tests {
         assert_eq!(r.slot(10).map(|s| s.children), Some(0));
         assert!(!r.segments().contains_key(&3), "empty segments drop out");
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn frequent_mark_survives_relocation_and_is_accounted() {
+        let mut r = Residency::default();
+        assert!(r.insert(1, Slot::new(1, 4096), NO_PARENT, 1));
+        assert!(r.insert(2, Slot::new(1, 4096).with_frequent(), NO_PARENT, 2));
+        assert_eq!(r.frequent_bytes(), 4096, "a page put again after eviction");
+        r.touch([1, 1]);
+        assert!(r.slot(1).is_some_and(|s| s.referenced() && s.frequent()));
+        assert_eq!(r.frequent_bytes(), 2 * 4096, "touching twice counts once");
+        assert!(r.relocate(1, Slot::new(2, 4096), 3));
+        let moved = r.slot(1).expect("resident");
+        assert!(
+            moved.frequent() && !moved.referenced(),
+            "relocation spends the second chance, keeps the frequent mark"
+        );
+        assert_eq!(r.frequent_bytes(), 2 * 4096);
+        assert_eq!(r.segments()[&2].last_seqno, 3);
+        r.remove(1, NO_PARENT);
+        r.remove(2, NO_PARENT);
+        assert_eq!(r.frequent_bytes(), 0);
     }
 
     #[test]

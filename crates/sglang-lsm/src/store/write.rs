@@ -91,6 +91,14 @@ impl Store {
                 .map(|i| fps[i]);
             inner.residency.write().touch(again);
         }
+        // Sighted before, though not resident: evicted (or declined) and wanted again.
+        let mut seen_before = vec![false; keys.len()];
+        if let Some(history) = &inner.history {
+            let mut h = history.lock();
+            for &i in &chosen {
+                seen_before[i] = h.sight(fps[i]);
+            }
+        }
         if let Some(ghost) = &inner.ghost {
             let new_fps: Vec<Fingerprint> = chosen.iter().map(|&i| fps[i]).collect();
             let admitted = ghost.lock().admit(&new_fps);
@@ -132,8 +140,11 @@ impl Store {
                 if r.contains(fps[i]) {
                     continue; // a concurrent writer published it first; ours is garbage
                 }
-                let slot =
+                let mut slot =
                     Slot::new(at.segment_id, e.payload_len).with_ns(inner.quotas.ns_of(keys[i]));
+                if seen_before[i] {
+                    slot = slot.with_frequent();
+                }
                 // Concurrent batches of one namespace all passed `quota_cutoff`; the quota is
                 // enforced exactly here. From the first page that does not fit, the rest of
                 // the batch stays unpublished (garbage in the log, reclaimed like any other).
