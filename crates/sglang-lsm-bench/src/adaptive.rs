@@ -425,14 +425,22 @@ fn table(r: &AdaptiveReport) -> String {
             .iter()
             .find(|q| q.config == "default" && q.phase == p.phase)
             .map_or(f64::NAN, |q| p.ops_per_s / q.ops_per_s);
+        // A phase without reads (the burst) has no read latency or TTFT to show.
+        let reads = |v: f64| {
+            if p.phase == "burst" {
+                "-".to_string()
+            } else {
+                format!("{v:.2}")
+            }
+        };
         s += &format!(
-            "| {} | {} | {:.0} | {:.2}x | {:.2} | {:.2} | {:.2} / {:.2} | {:.1} / {:.1} | {} |\n",
+            "| {} | {} | {:.0} | {:.2}x | {} | {} | {:.2} / {:.2} | {:.1} / {:.1} | {} |\n",
             p.config,
             p.phase,
             p.ops_per_s,
             base,
-            p.read_p99_ms,
-            p.ttft_model_mean_ms,
+            reads(p.read_p99_ms),
+            reads(p.ttft_model_mean_ms),
             p.predicted_index_busy_frac,
             p.measured_index_busy_frac,
             p.predicted_lookup_us,
