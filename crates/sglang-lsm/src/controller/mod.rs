@@ -158,6 +158,8 @@ pub struct Controller {
     reverts_total: u64,
     history: VecDeque<WindowRecord>,
     trial: Option<Trial>,
+    /// The configured reclamation budget: the controller only raises it.
+    reclaim_floor_bytes_per_s: u64,
     /// After a revert the index knobs stay put until this tick; each revert doubles the
     /// pause (bounded harm: one verification period per pause).
     frozen_until: u64,
@@ -189,6 +191,13 @@ impl Controller {
         Self::with_calibration(adaptive, Calibration::default())
     }
 
+    /// The reclamation budget the controller never goes below (the configured one).
+    #[must_use]
+    pub fn with_reclaim_floor(mut self, bytes_per_s: u64) -> Self {
+        self.reclaim_floor_bytes_per_s = bytes_per_s;
+        self
+    }
+
     /// A controller starting from the given priors (tests, experiments).
     #[must_use]
     pub fn with_calibration(adaptive: bool, calibration: Calibration) -> Self {
@@ -208,6 +217,7 @@ impl Controller {
             reverts_total: 0,
             history: VecDeque::new(),
             trial: None,
+            reclaim_floor_bytes_per_s: 0,
             frozen_until: 0,
             freeze_ticks: verify::REJECT_COOLDOWN_TICKS,
         }
@@ -268,10 +278,13 @@ impl Controller {
             } else {
                 0.0
             };
+            // Never below the configured budget: the background reclaimer holds the reclaim
+            // lock while it waits for budget, and a writer that must reclaim inline waits for
+            // that lock — a 16 MiB/s budget stalled one put for 46 s in bench-capacity.
             let (lo, hi) = BOUNDS.reclaim_bytes_per_s;
             best.reclaim_bytes_per_s =
                 (cost::reclaim_budget_bytes_per_s(w.put_bytes_per_s, live_fraction) as u64)
-                    .clamp(lo, hi);
+                    .clamp(lo.max(self.reclaim_floor_bytes_per_s), hi);
         }
         let before = cost::predict(&current, &smoothed, &self.calibration);
         let after = cost::predict(&best, &smoothed, &self.calibration);

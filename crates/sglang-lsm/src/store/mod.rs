@@ -184,7 +184,9 @@ impl Store {
             ))
         });
         let knobs = LiveKnobs::new(Knobs::from_config(&config));
-        let controller = parking_lot::Mutex::new(Controller::new(config.adaptive));
+        let controller = parking_lot::Mutex::new(
+            Controller::new(config.adaptive).with_reclaim_floor(config.reclaim_bytes_per_s),
+        );
         let inner = Arc::new(Inner {
             dir,
             knobs,
