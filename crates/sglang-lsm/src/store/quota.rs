@@ -35,8 +35,7 @@ use super::{Inner, Store};
 use crate::config::StoreConfig;
 use crate::error::Result;
 use crate::key::{fingerprint, Fingerprint};
-use crate::vlog::format::{align_up, FrameKind, MAX_FRAME_RECORDS};
-use crate::vlog::PreparedFrame;
+use crate::vlog::format::{align_up, MAX_FRAME_RECORDS};
 
 /// Queue bounds (see the module comment).
 const QUEUE_MIN: usize = 1024;
@@ -373,17 +372,10 @@ impl Inner {
             if doomed.is_empty() {
                 continue;
             }
-            let mut frame = PreparedFrame::marker(FrameKind::Delete, &doomed);
-            let at = self.vlog.append(&mut w, &mut frame)?;
-            let mut r = self.residency.write();
-            for (k, parent) in doomed {
-                let fp = fingerprint(k);
-                if let Some(slot) = r.remove(fp, parent) {
-                    debug_assert_eq!(slot.ns, ns, "evicted a page of another namespace");
-                    self.index.remove(k, fp, parent, at.seqno);
-                    freed += slot.bytes();
-                    evicted += 1;
-                }
+            for slot in self.log_deletes(&mut w, &doomed)? {
+                debug_assert_eq!(slot.ns, ns, "evicted a page of another namespace");
+                freed += slot.bytes();
+                evicted += 1;
             }
         }
         if let Some(n) = self.quotas.get(ns) {

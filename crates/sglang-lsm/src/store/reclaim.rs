@@ -389,16 +389,7 @@ impl Inner {
             if doomed.is_empty() {
                 continue;
             }
-            let mut frame = PreparedFrame::marker(FrameKind::Delete, &doomed);
-            let at = self.vlog.append(&mut w, &mut frame)?;
-            let mut r = self.residency.write();
-            for (k, parent) in doomed {
-                let fp = fingerprint(k);
-                if r.remove(fp, parent).is_some() {
-                    self.index.remove(k, fp, parent, at.seqno);
-                    evicted += 1;
-                }
-            }
+            evicted += self.log_deletes(&mut w, &doomed)?.len() as u64;
         }
         Ok(evicted)
     }

@@ -301,20 +301,10 @@ impl Store {
         if found.is_empty() {
             return Ok(0);
         }
-        let mut frame = PreparedFrame::marker(FrameKind::Delete, &found);
-        let mut removed = 0;
-        {
+        let removed = {
             let mut w = inner.vlog.lock_writer();
-            let at = inner.vlog.append(&mut w, &mut frame)?;
-            let mut r = inner.residency.write();
-            for (k, parent) in &found {
-                let fp = fingerprint(k);
-                if r.remove(fp, *parent).is_some() {
-                    inner.index.remove(k, fp, *parent, at.seqno);
-                    removed += 1;
-                }
-            }
-        }
+            inner.log_deletes(&mut w, &found)?.len()
+        };
         Counters::add(&inner.counters.deletes, removed as u64);
         inner.after_publish()?;
         Ok(removed)
@@ -339,5 +329,30 @@ impl Store {
         // After the writer lock is released: an evictor takes its queue lock before it.
         inner.quotas.clear_queues();
         Ok(())
+    }
+}
+
+impl super::Inner {
+    /// Logs one Delete frame for `pages` (key, parent fingerprint) and drops each from the
+    /// residency set and the index. The caller holds the writer lock `w`, so whatever it
+    /// checked before (leaf, namespace, segment) still holds. Returns the slots removed; pages
+    /// already gone are skipped.
+    pub(crate) fn log_deletes(
+        &self,
+        w: &mut crate::vlog::Writer,
+        pages: &[(&[u8], Fingerprint)],
+    ) -> Result<Vec<Slot>> {
+        let mut frame = PreparedFrame::marker(FrameKind::Delete, pages);
+        let at = self.vlog.append(w, &mut frame)?;
+        let mut r = self.residency.write();
+        let mut removed = Vec::with_capacity(pages.len());
+        for &(k, parent) in pages {
+            let fp = fingerprint(k);
+            if let Some(slot) = r.remove(fp, parent) {
+                self.index.remove(k, fp, parent, at.seqno);
+                removed.push(slot);
+            }
+        }
+        Ok(removed)
     }
 }
