@@ -85,3 +85,63 @@ fn reads_race_flushes_and_compactions() {
     }
     assert!(s.stats().index_flushes > 5, "{:?}", s.stats());
 }
+
+/// One thread extends a chain (`[p, c_i]` batches: `p` resident, so only `c_i` is new) while
+/// another deletes `p` over and over. A delete cascades to `p`'s children, and a put whose
+/// parent went meanwhile declines its page, so at every instant a present child has its
+/// parent present. Before the fix, a child published between the delete's descendant scan and
+/// its tombstone stayed behind as an orphan.
+#[test]
+fn deleting_a_parent_while_children_are_put_never_orphans() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Arc::new(open(dir.path()));
+    let child = |i: usize| format!("parent/child-{i:06}");
+    let present =
+        |s: &sglang_lsm::Store, k: &str| s.probe(&[k.as_bytes()], &[]).expect("probe") == 1;
+    let done = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (s, done, next) = (Arc::clone(&s), Arc::clone(&done), Arc::clone(&next));
+        std::thread::spawn(move || {
+            for i in 0..3000 {
+                put_pages(&s, &["parent".to_string(), child(i)], 4096);
+                next.store(i + 1, Ordering::Release);
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let (mut deletes, mut checks) = (0u32, 0u32);
+    while !done.load(Ordering::Acquire) {
+        if s.delete(b"parent").expect("delete") {
+            deletes += 1;
+        }
+        // Children first, then the parent: only this thread deletes, so a child seen present
+        // had its parent present then, and the parent is still there afterwards.
+        let upto = next.load(Ordering::Acquire);
+        let seen: Vec<usize> = (upto.saturating_sub(16)..upto)
+            .filter(|&i| present(&s, &child(i)))
+            .collect();
+        if !seen.is_empty() {
+            checks += 1;
+            assert!(
+                present(&s, "parent"),
+                "children {seen:?} present without their parent: orphans"
+            );
+        }
+    }
+    writer.join().expect("writer");
+    assert!(
+        deletes > 10,
+        "the race was not exercised: {deletes} deletes"
+    );
+    let _ = checks;
+    // The final state obeys the same rule, and a last delete leaves no child behind.
+    let left: Vec<usize> = (0..3000).filter(|&i| present(&s, &child(i))).collect();
+    assert!(left.is_empty() || present(&s, "parent"), "orphans {left:?}");
+    s.delete(b"parent").expect("delete");
+    assert!(
+        (0..3000).all(|i| !present(&s, &child(i))),
+        "cascade left children"
+    );
+}

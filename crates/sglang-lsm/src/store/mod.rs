@@ -12,6 +12,7 @@ mod dirlock;
 mod fptable;
 mod maintenance;
 mod metrics;
+mod pins;
 mod quota;
 mod read;
 mod reclaim;
@@ -50,6 +51,8 @@ pub(crate) struct Inner {
     free_space: Option<space::FreeSpace>,
     quotas: quota::Quotas,
     reclaim_lock: parking_lot::Mutex<()>,
+    /// Parents of pages a put is about to publish; eviction spares them (`store::pins`).
+    pins: pins::Pins,
     /// Present when `admission = second_sighting`.
     ghost: Option<parking_lot::Mutex<admission::Ghost>>,
     /// Present when `protect_frequent_fraction` > 0: marks re-put evicted pages frequent.
@@ -196,6 +199,7 @@ impl Store {
             free_space,
             quotas,
             reclaim_lock: parking_lot::Mutex::new(()),
+            pins: pins::Pins::default(),
             ghost,
             history,
             vlog,

@@ -340,8 +340,9 @@ impl Inner {
 
     /// Evicts `pages` (children before parents) with logged Delete frames. Every condition is
     /// re-checked under the writer lock, where children and namespaces can no longer change:
-    /// still resident, still in `ns`, a leaf once the children picked before it are gone, and
-    /// unreferenced unless `force`. Returns the bytes freed.
+    /// still resident, still in `ns`, a leaf once the children picked before it are gone, not
+    /// pinned by a put in flight (`store::pins`), and unreferenced unless `force`. Returns the
+    /// bytes freed.
     fn evict_candidates(&self, ns: u16, pages: &[Candidate], force: bool) -> Result<u64> {
         let (mut freed, mut evicted) = (0u64, 0u64);
         for chunk in pages.chunks(MAX_FRAME_RECORDS) {
@@ -356,17 +357,19 @@ impl Inner {
                 let r = self.residency.read();
                 let mut going: HashMap<Fingerprint, u32> = HashMap::new();
                 let mut doomed = Vec::new();
-                for (c, rec) in chunk.iter().zip(recs) {
-                    let (Some(slot), Some(rec)) = (r.slot(c.fp), rec) else {
-                        continue;
-                    };
-                    let leaf = slot.children <= going.get(&c.fp).copied().unwrap_or(0);
-                    if slot.ns != ns || !leaf || (!force && slot.referenced()) {
-                        continue;
+                self.pins.with(|pinned| {
+                    for (c, rec) in chunk.iter().zip(recs) {
+                        let (Some(slot), Some(rec)) = (r.slot(c.fp), rec) else {
+                            continue;
+                        };
+                        let leaf = slot.children <= going.get(&c.fp).copied().unwrap_or(0);
+                        if slot.ns != ns || !leaf || (!force && slot.referenced()) || pinned(c.fp) {
+                            continue;
+                        }
+                        *going.entry(rec.parent_fp).or_insert(0) += 1;
+                        doomed.push((c.key.as_slice(), rec.parent_fp));
                     }
-                    *going.entry(rec.parent_fp).or_insert(0) += 1;
-                    doomed.push((c.key.as_slice(), rec.parent_fp));
-                }
+                });
                 doomed
             };
             if doomed.is_empty() {

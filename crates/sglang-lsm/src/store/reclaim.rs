@@ -209,8 +209,10 @@ impl Inner {
         for _ in 0..MAX_EVICT_PASSES {
             let (still, now_evictable): (Vec<LivePage>, Vec<LivePage>) = {
                 let r = self.residency.read();
-                keep.into_iter()
-                    .partition(|p| r.slot(p.fp).is_none_or(|s| keeps(s, rule)))
+                keep.into_iter().partition(|p| {
+                    r.slot(p.fp)
+                        .is_none_or(|s| keeps(s, rule) || self.pins.contains(p.fp))
+                })
             };
             keep = still;
             if now_evictable.is_empty() {
@@ -275,7 +277,7 @@ impl Inner {
                     fp,
                     rec,
                 };
-                if keeps(slot, rule) {
+                if keeps(slot, rule) || self.pins.contains(fp) {
                     keep.push(page);
                 } else {
                     evict.push(page);
@@ -370,21 +372,24 @@ impl Inner {
 
     /// Evicts leaves of `victim` with logged Delete frames. Conditions are re-checked under
     /// the writer lock (children only change under it), so no page with a resident child is
-    /// evicted and no page that moved away is touched.
+    /// evicted, no pinned page (the parent of a put in flight), and no page that moved away.
     fn evict(&self, victim: u32, pages: &[LivePage]) -> Result<u64> {
         let mut evicted = 0;
         for chunk in pages.chunks(MAX_FRAME_RECORDS) {
             let mut w = self.vlog.lock_writer();
             let doomed: Vec<(&[u8], Fingerprint)> = {
                 let r = self.residency.read();
-                chunk
-                    .iter()
-                    .filter(|p| {
-                        r.slot(p.fp)
-                            .is_some_and(|s| s.segment_id == victim && s.children == 0)
-                    })
-                    .map(|p| (p.key.as_slice(), p.rec.parent_fp))
-                    .collect()
+                self.pins.with(|pinned| {
+                    chunk
+                        .iter()
+                        .filter(|p| {
+                            r.slot(p.fp).is_some_and(|s| {
+                                s.segment_id == victim && s.children == 0 && !pinned(p.fp)
+                            })
+                        })
+                        .map(|p| (p.key.as_slice(), p.rec.parent_fp))
+                        .collect()
+                })
             };
             if doomed.is_empty() {
                 continue;

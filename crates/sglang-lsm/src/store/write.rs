@@ -38,6 +38,13 @@ fn validate_put(keys: &[&[u8]], values: &[Vec<&[u8]>], prefix_keys: &[&[u8]]) ->
     Ok(())
 }
 
+/// Why `put_batch` left a page (and the rest of its batch) unpublished after appending it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unpublished {
+    OverQuota,
+    ParentGone,
+}
+
 /// Declines `chosen[from..]` (`false`, counted) and drops them from `chosen`.
 fn decline(results: &mut [bool], chosen: &mut Vec<usize>, from: usize, counters: &Counters) {
     for &i in &chosen[from..] {
@@ -72,6 +79,11 @@ impl Store {
         let fps: Vec<Fingerprint> = keys.iter().map(|k| fingerprint(k)).collect();
         let mut results = vec![true; keys.len()];
         let mut chosen: Vec<usize> = Vec::with_capacity(keys.len());
+        // Pages whose parent must still be resident when they are published: every page after
+        // the first (its parent is in this batch), and the first if its prefix parent is
+        // resident now. A first page whose parent is not in the store is stored anyway: SGLang
+        // asks L3 for suffixes whose prefix sits in host memory.
+        let mut needs_parent = vec![true; keys.len()];
         {
             let r = inner.residency.read();
             let mut seen = std::collections::HashSet::with_capacity(keys.len());
@@ -80,7 +92,15 @@ impl Store {
                     chosen.push(i);
                 }
             }
+            needs_parent[0] = parents[0] != key::NO_PARENT && r.contains(parents[0]);
         }
+        // Reclamation and quota eviction below must not take a parent of what we publish.
+        let _pins = inner.pins.pin(
+            chosen
+                .iter()
+                .filter(|&&i| needs_parent[i])
+                .map(|&i| parents[i]),
+        );
         let existing = (keys.len() - chosen.len()) as u64;
         Counters::add(&inner.counters.put_existing_pages, existing);
         if existing > 0 {
@@ -128,7 +148,10 @@ impl Store {
             .collect();
         let mut frame = PreparedFrame::put(&pages);
         let mut bytes = 0u64;
-        let mut over_quota = 0u64;
+        // Set at the first page left unpublished; the rest of the batch (its descendants) is
+        // left unpublished too, as garbage in the log, reclaimed like any other.
+        let mut stopped: Option<Unpublished> = None;
+        let mut unpublished = 0u64;
         {
             let mut w = inner.vlog.lock_writer();
             let at = inner.vlog.append(&mut w, &mut frame)?;
@@ -145,14 +168,22 @@ impl Store {
                 if seen_before[i] {
                     slot = slot.with_frequent();
                 }
-                // Concurrent batches of one namespace all passed `quota_cutoff`; the quota is
-                // enforced exactly here. From the first page that does not fit, the rest of
-                // the batch stays unpublished (garbage in the log, reclaimed like any other).
-                if over_quota > 0
-                    || r.namespace(slot.ns).live_bytes + slot.bytes() > inner.quotas.quota(slot.ns)
+                // Pinned, a parent can still go by an explicit delete; the page would be
+                // unreachable. Concurrent batches of one namespace all passed `quota_cutoff`;
+                // the quota is enforced exactly here.
+                if stopped.is_none() && needs_parent[i] && !r.contains(parents[i]) {
+                    stopped = Some(Unpublished::ParentGone);
+                }
+                if stopped.is_none()
+                    && r.namespace(slot.ns).live_bytes + slot.bytes() > inner.quotas.quota(slot.ns)
                 {
-                    over_quota += 1;
-                    inner.quotas.add_declined(slot.ns, 1);
+                    stopped = Some(Unpublished::OverQuota);
+                }
+                if let Some(why) = stopped {
+                    if why == Unpublished::OverQuota {
+                        inner.quotas.add_declined(slot.ns, 1);
+                    }
+                    unpublished += 1;
                     results[i] = false;
                     continue;
                 }
@@ -175,8 +206,8 @@ impl Store {
                 .counters
                 .record_inserts(published, publish_started, memtable_fill_bytes);
         }
-        Counters::add(&inner.counters.put_declined_pages, over_quota);
-        Counters::add(&inner.counters.put_pages, chosen.len() as u64 - over_quota);
+        Counters::add(&inner.counters.put_declined_pages, unpublished);
+        Counters::add(&inner.counters.put_pages, chosen.len() as u64 - unpublished);
         Counters::add(&inner.counters.put_bytes, bytes);
         inner.after_publish()?;
         Ok(results)
@@ -225,10 +256,7 @@ impl Store {
         if !self.inner.residency.read().contains(fingerprint(key)) {
             return Ok(false);
         }
-        let mut doomed = vec![key.to_vec()];
-        self.collect_descendants(&mut doomed)?;
-        let refs: Vec<&[u8]> = doomed.iter().map(Vec::as_slice).collect();
-        Ok(self.delete_batch(&refs)? > 0)
+        Ok(self.delete_with_descendants(vec![key.to_vec()], |_| Ok(true))? > 0)
     }
 
     /// Deletes exactly these pages, leaving their descendants in place, with one logged frame
@@ -242,11 +270,56 @@ impl Store {
         for k in keys {
             key::validate(k)?;
         }
-        self.delete_batch(keys)
+        let mut removed = 0;
+        for chunk in keys.chunks(MAX_FRAME_RECORDS) {
+            let mut w = self.inner.vlog.lock_writer();
+            removed += self.delete_frame(&mut w, chunk)?;
+        }
+        self.inner.after_publish()?;
+        Ok(removed)
+    }
+
+    /// Drops pages whose bytes failed verification, with their descendants — but only those
+    /// still at the location that failed (a concurrent relocation or re-put wins).
+    pub(crate) fn drop_if_unchanged(&self, pages: &[(&[u8], IndexRecord)]) -> Result<usize> {
+        let roots: Vec<Vec<u8>> = pages.iter().map(|(k, _)| k.to_vec()).collect();
+        self.delete_with_descendants(roots, |i| {
+            let (k, rec) = &pages[i];
+            Ok(self.inner.index.get(k)?.is_some_and(|now| now == *rec))
+        })
+    }
+
+    /// Deletes the `roots` for which `keep_root(i)` holds (checked under the writer lock) and
+    /// every resident descendant of them; returns how many pages existed. The whole cascade
+    /// runs under the writer lock: a put publishing a child of a doomed page between the
+    /// descendant scan and the delete would otherwise be left an orphan.
+    fn delete_with_descendants(
+        &self,
+        roots: Vec<Vec<u8>>,
+        keep_root: impl Fn(usize) -> Result<bool>,
+    ) -> Result<usize> {
+        let removed = {
+            let mut w = self.inner.vlog.lock_writer();
+            let mut doomed = Vec::with_capacity(roots.len());
+            for (i, k) in roots.into_iter().enumerate() {
+                if keep_root(i)? {
+                    doomed.push(k);
+                }
+            }
+            self.collect_descendants(&mut doomed)?;
+            let refs: Vec<&[u8]> = doomed.iter().map(Vec::as_slice).collect();
+            let mut removed = 0;
+            for chunk in refs.chunks(MAX_FRAME_RECORDS) {
+                removed += self.delete_frame(&mut w, chunk)?;
+            }
+            removed
+        };
+        self.inner.after_publish()?;
+        Ok(removed)
     }
 
     /// Appends every resident descendant of the keys in `keys` (breadth-first, bounded).
-    pub(crate) fn collect_descendants(&self, keys: &mut Vec<Vec<u8>>) -> Result<()> {
+    fn collect_descendants(&self, keys: &mut Vec<Vec<u8>>) -> Result<()> {
         const MAX_CASCADE_PAGES: usize = 1 << 20;
         let mut next = 0;
         while next < keys.len() && keys.len() < MAX_CASCADE_PAGES {
@@ -264,31 +337,9 @@ impl Store {
         Ok(())
     }
 
-    /// Drops pages whose bytes failed verification, with their descendants — but only those
-    /// still at the location that failed (a concurrent relocation or re-put wins).
-    pub(crate) fn drop_if_unchanged(&self, pages: &[(&[u8], IndexRecord)]) -> Result<usize> {
-        let mut doomed = Vec::new();
-        for (k, rec) in pages {
-            if self.inner.index.get(k)?.is_some_and(|now| now == *rec) {
-                doomed.push(k.to_vec());
-            }
-        }
-        self.collect_descendants(&mut doomed)?;
-        let refs: Vec<&[u8]> = doomed.iter().map(Vec::as_slice).collect();
-        self.delete_batch(&refs)
-    }
-
-    /// Deletes pages with logged frames (at most `MAX_FRAME_RECORDS` per frame); returns how
-    /// many existed.
-    pub(crate) fn delete_batch(&self, keys: &[&[u8]]) -> Result<usize> {
-        let mut removed = 0;
-        for chunk in keys.chunks(MAX_FRAME_RECORDS) {
-            removed += self.delete_frame(chunk)?;
-        }
-        Ok(removed)
-    }
-
-    fn delete_frame(&self, keys: &[&[u8]]) -> Result<usize> {
+    /// Logs one Delete frame for those of `keys` (at most `MAX_FRAME_RECORDS`) that exist,
+    /// under the writer lock `w`; returns how many existed.
+    fn delete_frame(&self, w: &mut crate::vlog::Writer, keys: &[&[u8]]) -> Result<usize> {
         let inner = &self.inner;
         let mut found: Vec<(&[u8], Fingerprint)> = Vec::with_capacity(keys.len());
         for k in keys {
@@ -301,12 +352,8 @@ impl Store {
         if found.is_empty() {
             return Ok(0);
         }
-        let removed = {
-            let mut w = inner.vlog.lock_writer();
-            inner.log_deletes(&mut w, &found)?.len()
-        };
+        let removed = inner.log_deletes(w, &found)?.len();
         Counters::add(&inner.counters.deletes, removed as u64);
-        inner.after_publish()?;
         Ok(removed)
     }
 
