@@ -27,6 +27,10 @@ const MIN_SPLIT_IO_BYTES: u64 = 1 << 20;
 /// 64-page prefixes of 4 KiB pages read 1.11-1.15x faster merged, but of 128 KiB pages
 /// 1.1-1.8x faster unmerged, 8 I/Os in flight (`bench` ablation, 2026-11-29).
 const UNMERGED_PAGE_BYTES: u64 = 128 << 10;
+/// Reads of one batch, counting re-reads of pages that background reclamation moved while
+/// they were being read. A page moves at most once per reclaimed segment, and the reclaimer
+/// takes one segment at a time, so a second move during one read is already rare.
+const READ_ATTEMPTS: usize = 4;
 
 struct PageRead<'b, 'a> {
     page: usize,
@@ -51,8 +55,9 @@ impl IoPlan<'_, '_> {
 
 enum Outcome {
     Hit(u64),
-    /// The extent is gone (its segment was reclaimed while we read): a plain miss.
-    Gone,
+    /// The extent is gone (its segment was reclaimed after the index lookup): the page moved
+    /// or was evicted; `get_batch` looks it up again.
+    Gone(IndexRecord),
     /// Bytes failed their checksum (or could not be read): a miss, and the page is dropped.
     Corrupt(IndexRecord),
 }
@@ -113,27 +118,45 @@ impl Store {
                 }
             }
         }
-        let mut reads: Vec<PageRead<'_, '_>> = found
-            .into_iter()
-            .zip(buffers.iter_mut())
-            .enumerate()
-            .filter_map(|(page, (rec, bufs))| rec.map(|rec| PageRead { page, rec, bufs }))
-            .collect();
-        reads.sort_by_key(|r| (r.rec.segment_id, r.rec.offset));
-        let plans = self.coalesce(reads);
-        let outcomes = self.execute(keys, plans);
         let mut hits = vec![false; keys.len()];
         let mut corrupt: Vec<(&[u8], IndexRecord)> = Vec::new();
         let mut hit_bytes = 0;
-        for (page, outcome) in outcomes {
-            match outcome {
-                Outcome::Hit(len) => {
-                    hits[page] = true;
-                    hit_bytes += len;
+        let mut pending = found;
+        for attempt in 1..=READ_ATTEMPTS {
+            let mut reads: Vec<PageRead<'_, '_>> = pending
+                .iter()
+                .zip(buffers.iter_mut())
+                .enumerate()
+                .filter_map(|(page, (rec, bufs))| rec.map(|rec| PageRead { page, rec, bufs }))
+                .collect();
+            reads.sort_by_key(|r| (r.rec.segment_id, r.rec.offset));
+            let plans = self.coalesce(reads);
+            let outcomes = self.execute(keys, plans);
+            pending = vec![None; keys.len()];
+            let mut moved = 0;
+            for (page, outcome) in outcomes {
+                match outcome {
+                    Outcome::Hit(len) => {
+                        hits[page] = true;
+                        hit_bytes += len;
+                    }
+                    // Background reclamation removed the segment between our index lookup
+                    // and the read: the page was relocated (read it at its new place) or
+                    // evicted (a miss). Not a fault, so not a corrupt page either.
+                    Outcome::Gone(was) => {
+                        let now = inner.index.get(keys[page])?;
+                        if let Some(now) = now.filter(|n| *n != was && n.len == was.len) {
+                            pending[page] = Some(now);
+                            moved += 1;
+                        }
+                    }
+                    Outcome::Corrupt(rec) => corrupt.push((keys[page], rec)),
                 }
-                Outcome::Gone => {}
-                Outcome::Corrupt(rec) => corrupt.push((keys[page], rec)),
             }
+            if moved == 0 {
+                break;
+            }
+            tracing::trace!(attempt, moved, "pages moved while read; reading them again");
         }
         if hit_bytes > 0 {
             let touched = (0..keys.len())
@@ -244,7 +267,11 @@ impl Store {
         };
         let Some(seg) = self.inner.vlog.segment(plan.segment_id) else {
             // Reclaimed after we looked the records up: the pages moved or were evicted.
-            return plan.pages.iter().map(|p| (p.page, Outcome::Gone)).collect();
+            return plan
+                .pages
+                .iter()
+                .map(|p| (p.page, Outcome::Gone(p.rec)))
+                .collect();
         };
         let start = plan.start();
         // Gaps between extents (padding and skipped records) go to scratch space.
