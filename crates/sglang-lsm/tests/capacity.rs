@@ -43,7 +43,10 @@ fn check_invariants(s: &Store, chains: &HashMap<u32, usize>, page: usize) {
     // So the bound is capacity + one segment, or + the largest batch (header and segment
     // header included) if that is larger (docs/DESIGN.md).
     let segment_bytes = (CAP / 32).max(1 << 20);
-    let largest_batch = chains.values().max().map_or(0, |&n| (n * page) as u64 + 8192);
+    let largest_batch = chains
+        .values()
+        .max()
+        .map_or(0, |&n| (n * page) as u64 + 8192);
     let st = s.stats();
     assert!(
         st.log_bytes <= CAP + segment_bytes.max(largest_batch),
