@@ -24,6 +24,7 @@
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod follower;
 pub mod index;
 pub mod io;
 pub mod key;
@@ -32,4 +33,5 @@ pub mod vlog;
 
 pub use config::{Admission, Durability, ReclaimVictim, StoreConfig, MAX_KEY_BYTES};
 pub use error::{Error, Result};
+pub use follower::{Follower, FollowerStats};
 pub use store::{NamespaceStats, SegmentUsage, Store, StoreStats, VerifyReport};

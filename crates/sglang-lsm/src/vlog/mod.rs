@@ -8,7 +8,7 @@
 mod bounce;
 pub mod format;
 pub mod frame;
-mod replay;
+pub(crate) mod replay;
 pub mod segment;
 
 use std::collections::BTreeMap;

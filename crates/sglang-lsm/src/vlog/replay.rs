@@ -1,6 +1,7 @@
 //! Opening the log: find segments, skip what the index already persisted, replay the rest,
 //! and cut a torn tail.
 
+use std::fs::File;
 use std::path::Path;
 
 use super::format::{self, FrameHeader, FrameKind, SEGMENT_HEADER_BYTES};
@@ -26,7 +27,8 @@ pub(super) struct Scanned {
     pub next_seqno: u64,
 }
 
-fn list_segment_ids(dir: &Path) -> Result<Vec<u32>> {
+/// Segment ids in `dir`, ascending.
+pub(crate) fn list_segment_ids(dir: &Path) -> Result<Vec<u32>> {
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -44,18 +46,23 @@ fn list_segment_ids(dir: &Path) -> Result<Vec<u32>> {
 
 /// Reads the frame header at `offset`, or `None` when there is no complete, valid frame there.
 pub(super) fn read_frame(seg: &Segment, offset: u64, file_len: u64) -> Option<FrameHeader> {
+    read_frame_at(seg.file(), offset, file_len)
+}
+
+/// [`read_frame`] on any handle of a segment file (the follower's read-only ones).
+pub(crate) fn read_frame_at(file: &File, offset: u64, file_len: u64) -> Option<FrameHeader> {
     if offset + IO_ALIGN as u64 > file_len {
         return None;
     }
     let mut block = vec![0u8; IO_ALIGN];
-    io::pread_all(seg.file(), &mut block, offset).ok()?;
+    io::pread_all(file, &mut block, offset).ok()?;
     let prefix = format::decode_prefix(&block)?;
     if offset + prefix.frame_len > file_len {
         return None; // torn: the write never finished
     }
     if prefix.header_len > block.len() {
         block.resize(prefix.header_len, 0);
-        io::pread_all(seg.file(), &mut block, offset).ok()?;
+        io::pread_all(file, &mut block, offset).ok()?;
     }
     format::decode_header(&block)
 }

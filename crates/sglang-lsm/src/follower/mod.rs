@@ -1,0 +1,267 @@
+//! A read-only follower of a store that another process writes.
+//!
+//! Why: with MLA models SGLang replicates the KV cache on every tensor-parallel rank and lets
+//! only one rank write it to storage (`is_storage_writer`); every rank still prefetches from
+//! storage into its own host memory. Each rank is a process, and a [`crate::Store`] directory
+//! belongs to one process (the `LOCK` flock), so the other ranks read the writer's directory
+//! through a `Follower`.
+//!
+//! How: the value log is the store's write-ahead log and every frame names its keys, so the
+//! follower tails the log — it scans frames it has not seen yet (puts, relocations, deletes,
+//! clears, in log order) into an in-memory map of key fingerprint → location — and never reads
+//! the writer's index or takes its lock. It writes nothing in the directory.
+//!
+//! Safety: a follower can lag the writer by up to `refresh_interval_ms`, and the writer may
+//! reclaim a segment before the follower has seen where its pages went. Neither can yield
+//! wrong bytes: every read is checked against the crc32c of key‖payload recorded in the frame,
+//! so a stale location is a miss, never another page's bytes. A page the follower has not seen
+//! yet is a miss. SGLang takes the minimum hit count over the TP ranks, so a lagging follower
+//! costs hits, not correctness.
+
+mod tail;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{key_display, Error, Result};
+use crate::key::{self, fingerprint, Fingerprint};
+use crate::vlog::frame::page_crc;
+
+/// Where a page the follower has seen lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Location {
+    segment_id: u32,
+    /// Absolute offset of the payload in the segment file.
+    offset: u64,
+    len: u64,
+    crc: u32,
+}
+
+/// Counters of one follower (`stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FollowerStats {
+    /// Pages the follower knows of.
+    pub pages: u64,
+    /// Segments it tails.
+    pub segments: u64,
+    /// Log frames applied since open.
+    pub frames_applied: u64,
+    /// Scans of the log for new frames.
+    pub refreshes: u64,
+    /// Pages read with verified bytes.
+    pub get_hits: u64,
+    /// Pages asked for and not returned (unknown, moved away, or failed their checksum).
+    pub get_misses: u64,
+    /// Pages whose bytes failed their checksum (a stale location after the writer reclaimed
+    /// the segment, or damage): reported as misses.
+    pub get_stale_or_corrupt: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    frames_applied: AtomicU64,
+    refreshes: AtomicU64,
+    get_hits: AtomicU64,
+    get_misses: AtomicU64,
+    get_stale_or_corrupt: AtomicU64,
+}
+
+/// A read-only view of the store in `dir`, kept current by tailing its value log.
+/// `Send + Sync`; any number of followers (in any processes) may follow one writer.
+pub struct Follower {
+    dir: PathBuf,
+    refresh_interval: Duration,
+    pages: RwLock<HashMap<Fingerprint, Location>>,
+    /// Read-only handles of the segments being followed, by id.
+    files: RwLock<HashMap<u32, Arc<File>>>,
+    tail: Mutex<tail::Tail>,
+    counters: Counters,
+}
+
+impl Follower {
+    /// Opens a follower of the store in `dir` and reads the log once. The directory may not
+    /// exist yet (the writer rank may start later): the follower is then empty until the
+    /// writer creates it. `refresh_interval_ms` bounds how often calls rescan the log (and so
+    /// how far the follower may lag); 0 rescans on every call.
+    ///
+    /// # Errors
+    /// [`Error::FormatVersion`] if the store was written by an incompatible build;
+    /// [`Error::Io`] if the directory exists but cannot be read.
+    pub fn open(dir: impl AsRef<Path>, refresh_interval_ms: u64) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let follower = Self {
+            tail: Mutex::new(tail::Tail::new(dir.join("vlog"))),
+            dir,
+            refresh_interval: Duration::from_millis(refresh_interval_ms),
+            pages: RwLock::new(HashMap::new()),
+            files: RwLock::new(HashMap::new()),
+            counters: Counters::default(),
+        };
+        follower.refresh()?;
+        Ok(follower)
+    }
+
+    /// The followed store's directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Scans the log for frames written since the last scan and applies them.
+    ///
+    /// # Errors
+    /// As for [`Follower::open`].
+    pub fn refresh(&self) -> Result<()> {
+        let mut tail = self.tail.lock();
+        self.refresh_locked(&mut tail)
+    }
+
+    fn refresh_locked(&self, tail: &mut tail::Tail) -> Result<()> {
+        let applied = tail.scan(&self.dir, &self.pages, &self.files)?;
+        Counters::add(&self.counters.frames_applied, applied);
+        Counters::add(&self.counters.refreshes, 1);
+        Ok(())
+    }
+
+    /// Refreshes if the last scan is older than the refresh interval. A call that finds
+    /// another thread scanning goes on with what is known: calls never queue behind a scan.
+    fn maybe_refresh(&self) -> Result<()> {
+        let Some(mut tail) = self.tail.try_lock() else {
+            return Ok(());
+        };
+        if tail
+            .last_scan
+            .is_some_and(|at| at.elapsed() < self.refresh_interval)
+        {
+            return Ok(());
+        }
+        self.refresh_locked(&mut tail)
+    }
+
+    /// The number of consecutive keys, from the start, that the follower knows of. No I/O
+    /// beyond an occasional log scan.
+    ///
+    /// # Errors
+    /// Invalid key; a failed log scan.
+    pub fn probe(&self, keys: &[&[u8]]) -> Result<usize> {
+        for k in keys {
+            key::validate(k)?;
+        }
+        self.maybe_refresh()?;
+        let pages = self.pages.read();
+        Ok(keys
+            .iter()
+            .take_while(|k| pages.contains_key(&fingerprint(k)))
+            .count())
+    }
+
+    /// Whether the follower knows of a page.
+    ///
+    /// # Errors
+    /// As for [`Follower::probe`].
+    pub fn exists(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.probe(&[key])? == 1)
+    }
+
+    /// Reads pages into caller buffers, like [`crate::Store::get_batch`]: `buffers[i]` gets
+    /// page i as consecutive parts; `true` for a hit with verified bytes, `false` otherwise.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`]; [`Error::LengthMismatch`] (checked before any read); a
+    /// failed log scan.
+    pub fn get_batch(&self, keys: &[&[u8]], buffers: &mut [Vec<&mut [u8]>]) -> Result<Vec<bool>> {
+        if keys.len() != buffers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "get_batch got {} keys but {} buffer lists",
+                keys.len(),
+                buffers.len()
+            )));
+        }
+        for k in keys {
+            key::validate(k)?;
+        }
+        self.maybe_refresh()?;
+        let found: Vec<Option<Location>> = {
+            let pages = self.pages.read();
+            keys.iter()
+                .map(|k| pages.get(&fingerprint(k)).copied())
+                .collect()
+        };
+        for (i, loc) in found.iter().enumerate() {
+            if let Some(loc) = loc {
+                let given: u64 = buffers[i].iter().map(|b| b.len() as u64).sum();
+                if given != loc.len {
+                    return Err(Error::LengthMismatch {
+                        key: key_display(keys[i]),
+                        stored_bytes: loc.len,
+                        given_bytes: given,
+                    });
+                }
+            }
+        }
+        let mut hits = vec![false; keys.len()];
+        let files = self.files.read();
+        for (i, loc) in found.iter().enumerate() {
+            let Some(loc) = loc else { continue };
+            let Some(file) = files.get(&loc.segment_id) else {
+                continue; // reclaimed: the page moved or went
+            };
+            let mut iov: Vec<&mut [u8]> = buffers[i].iter_mut().map(|b| &mut b[..]).collect();
+            let read = crate::io::preadv_all(file, &mut iov, loc.offset).is_ok();
+            if read && page_crc(keys[i], buffers[i].iter().map(|b| &**b)) == loc.crc {
+                hits[i] = true;
+            } else {
+                Counters::add(&self.counters.get_stale_or_corrupt, 1);
+            }
+        }
+        let hit_count = hits.iter().filter(|&&h| h).count() as u64;
+        Counters::add(&self.counters.get_hits, hit_count);
+        Counters::add(&self.counters.get_misses, keys.len() as u64 - hit_count);
+        Ok(hits)
+    }
+
+    /// Reads one page into a new vector, or `None` on a miss.
+    ///
+    /// # Errors
+    /// As for [`Follower::get_batch`].
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        key::validate(key)?;
+        self.maybe_refresh()?;
+        let Some(loc) = self.pages.read().get(&fingerprint(key)).copied() else {
+            Counters::add(&self.counters.get_misses, 1);
+            return Ok(None);
+        };
+        let len = usize::try_from(loc.len)
+            .map_err(|_| Error::InvalidArgument("page larger than memory".into()))?;
+        let mut buf = vec![0u8; len];
+        let hit = self.get_batch(&[key], &mut [vec![&mut buf[..]]])?[0];
+        Ok(hit.then_some(buf))
+    }
+
+    /// Counters and sizes.
+    #[must_use]
+    pub fn stats(&self) -> FollowerStats {
+        let c = &self.counters;
+        FollowerStats {
+            pages: self.pages.read().len() as u64,
+            segments: self.files.read().len() as u64,
+            frames_applied: c.frames_applied.load(Relaxed),
+            refreshes: c.refreshes.load(Relaxed),
+            get_hits: c.get_hits.load(Relaxed),
+            get_misses: c.get_misses.load(Relaxed),
+            get_stale_or_corrupt: c.get_stale_or_corrupt.load(Relaxed),
+        }
+    }
+}
+
+impl Counters {
+    fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+}
