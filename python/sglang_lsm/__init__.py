@@ -41,6 +41,7 @@ from .errors import (
 
 __all__ = [
     "Store",
+    "Follower",
     "StoreError",
     "InvalidArgumentError",
     "LengthMismatchError",
@@ -211,3 +212,91 @@ class Store:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<sglang_lsm.Store {self.path!r} ({state})>"
+
+
+class Follower:
+    """A read-only view of a store that another process writes.
+
+    SGLang lets one rank write an MLA model's (replicated) KV cache to storage and every rank
+    prefetch from it. A store directory belongs to one process, so the other ranks follow the
+    writer's directory instead: the follower tails the store's value log into an in-memory
+    map, takes no lock and writes nothing. Reads are checksummed like the store's; a page the
+    follower has not seen yet, or that the writer has since moved or evicted, is a miss.
+
+    Args:
+        path: the followed store's directory. It may not exist yet (the writer may start
+            later); the follower is empty until it does.
+        refresh_interval_ms: calls rescan the log at most this often, which bounds how far
+            the follower lags the writer (default 50 ms; 0 rescans on every call).
+    """
+
+    def __init__(self, path: Any, refresh_interval_ms: int = 50):
+        if isinstance(refresh_interval_ms, bool) or not isinstance(refresh_interval_ms, int):
+            raise InvalidArgumentError(
+                f"refresh_interval_ms must be an integer, got {refresh_interval_ms!r}"
+            )
+        if refresh_interval_ms < 0:
+            raise InvalidArgumentError(
+                f"refresh_interval_ms must not be negative, got {refresh_interval_ms}"
+            )
+        self._native = _native.Follower(str(path), refresh_interval_ms)
+
+    @property
+    def path(self) -> str:
+        """The followed store directory."""
+        return self._native.path
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._native.closed
+
+    def get_batch(self, keys: Sequence[Key], buffers: Sequence[Any]) -> list[bool]:
+        """As :meth:`Store.get_batch`."""
+        return self._native.get_batch(keys, buffers)
+
+    def get_batch_ptrs(
+        self, keys: Sequence[Key], ptrs: Sequence[Any], sizes: Sequence[Any]
+    ) -> list[bool]:
+        """As :meth:`Store.get_batch_ptrs`."""
+        return self._native.get_batch_ptrs(keys, ptrs, sizes)
+
+    def get(self, key: Key) -> bytes | None:
+        """As :meth:`Store.get`."""
+        return self._native.get(key)
+
+    def probe(self, keys: Sequence[Key], prefix_keys: Sequence[Key] | None = None) -> int:
+        """The number of leading ``keys`` the follower knows of (``prefix_keys`` is accepted
+        for symmetry with :meth:`Store.probe` and ignored)."""
+        del prefix_keys
+        return self._native.probe(keys)
+
+    def exists(self, key: Key) -> bool:
+        """Whether the follower knows of the page."""
+        return self._native.exists(key)
+
+    def refresh(self) -> None:
+        """Reads what the writer has logged since the last scan, now."""
+        self._native.refresh()
+
+    def stats(self) -> dict[str, Any]:
+        """Follower counters: pages, segments, frames applied, refreshes, hits, misses."""
+        return json.loads(self._native.stats_json())
+
+    def metrics_text(self) -> str:
+        """The counters in the Prometheus text format."""
+        return self._native.metrics_text()
+
+    def close(self) -> None:
+        """Closes the follower; later calls raise :class:`StoreClosedError`. Idempotent."""
+        self._native.close()
+
+    def __enter__(self) -> Follower:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<sglang_lsm.Follower {self.path!r} ({state})>"

@@ -28,6 +28,8 @@ Options (all read from ``storage_config.extra_config``; SGLang passes nothing el
     with ``port = metrics_port + tp_rank`` so the ranks of one node do not collide.
 ``metrics_host`` (optional, default ``127.0.0.1``)
     Address the metrics exporter binds to.
+``follower_refresh_ms`` (optional, default 50)
+    MLA ranks that do not write (see below): how often they rescan the writer's log.
 any other key
     Passed to the engine as a store option (``durability``, ``sync_interval_ms``,
     ``direct_write``, ``direct_read``, ``segment_bytes``, ``memtable_bytes``, ``read_threads``, ...). Unknown
@@ -42,15 +44,19 @@ directory can be open in one process only, so each rank opens its own::
 
     storage_dir/<model>/tp{r}of{n}-pp{r}of{n}-cp{r}of{n}-dp{r}/
 
-and gets ``capacity_gb / (tp_size * pp_size * cp_size)`` of the budget. Ranks hold disjoint
-shards of each page (heads, layers or tokens), so nothing is duplicated. With DP attention
-SGLang does not tell a backend the number of DP groups: ``capacity_gb`` is then the budget of
-one DP group, and the node uses up to ``capacity_gb`` times the number of groups.
+and gets ``capacity_gb / (tp_size * pp_size * cp_size)`` of the budget (MLA: see below).
+Ranks hold disjoint shards of each page (heads, layers or tokens), so nothing is duplicated.
+With DP attention SGLang does not tell a backend the number of DP groups: ``capacity_gb`` is
+then the budget of one DP group, and the node uses up to ``capacity_gb`` times the number of
+groups.
 
-MLA models replicate the same KV on every TP rank and SGLang lets only the storage-writer rank
-write it, so a non-writer rank would have to read the writer's store. A store cannot yet be
-shared between processes, so an MLA deployment with non-writer ranks (``tp_size`` larger than
-``dcp_size``) is refused at startup with an explanation rather than silently never hitting.
+**MLA models.** SGLang replicates MLA KV on every TP rank and lets one rank per DCP shard
+write it (``is_storage_writer``: the rank with ``tp_rank == dcp_rank``); every rank prefetches.
+A writer rank opens its store as above. Every other rank opens a :class:`sglang_lsm.Follower`
+of its writer's directory (``tp{dcp_rank}of{n}-...``): it tails the writer's value log, takes
+no lock, writes nothing, and lags the writer by at most ``follower_refresh_ms`` (default 50);
+a page it has not seen yet is a miss. The capacity is split among the writer ranks only
+(``dcp_size * pp_size * cp_size``).
 
 **Namespaces.** Every key is stored as ``<namespace>:<sglang key>``, where the namespace is a
 digest of everything that decides the bytes of a page: model name, TP rank and size (not for
@@ -77,7 +83,7 @@ import threading
 import time
 from typing import Any, List, Optional, Sequence
 
-from . import Store
+from . import Follower, Store
 from .errors import InvalidArgumentError, StoreError
 from .exporter import MetricsExporter
 
@@ -108,7 +114,14 @@ _SGLANG_KEYS = frozenset(
     }
 )
 # Keys this backend interprets; everything else goes to the engine.
-_BACKEND_KEYS = ("storage_dir", "capacity_gb", "namespace", "metrics_port", "metrics_host")
+_BACKEND_KEYS = (
+    "storage_dir",
+    "capacity_gb",
+    "namespace",
+    "metrics_port",
+    "metrics_host",
+    "follower_refresh_ms",
+)
 
 # Version of the namespace recipe: bump it when the inputs or their encoding change.
 _NAMESPACE_VERSION = 1
@@ -178,14 +191,10 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         self.enable_metrics = bool(_cfg(storage_config, "enable_storage_metrics", False))
         self.interface_v1 = bool(options.get("interface_v1", 0))
 
-        if self.is_mla and self.tp_size > self.dcp_size:
-            raise InvalidArgumentError(
-                f"HiCacheLSM: MLA model with tp_size={self.tp_size} and dcp_size={self.dcp_size}: "
-                "SGLang lets only one rank per MLA shard write pages and expects the other ranks "
-                "to read them, but each rank keeps its own store and stores cannot yet be shared "
-                "between processes. Run the MLA model with tp_size equal to dcp_size (or 1), or "
-                "use another storage backend for this deployment."
-            )
+        # SGLang's rule (HiCacheStorageConfig.is_storage_writer): MLA replicas share one
+        # writer per DCP shard, the rank of the first DCP group; every other rank only reads.
+        self.is_writer = not self.is_mla or self.tp_rank == self.dcp_rank
+        writer_tp_rank = self.tp_rank if self.is_writer else self.dcp_rank
 
         storage_dir = options.get("storage_dir")
         if not isinstance(storage_dir, str) or not storage_dir:
@@ -198,7 +207,9 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
                 'HiCacheLSM: use "capacity_gb" (the budget of all ranks together) instead of '
                 '"capacity_bytes" in extra_config'
             )
-        self.ranks_sharing_dir = self.tp_size * self.pp_size * self.cp_size
+        # Ranks that store pages share the budget; MLA followers store nothing.
+        writer_tp = self.dcp_size if self.is_mla else self.tp_size
+        self.ranks_sharing_dir = writer_tp * self.pp_size * self.cp_size
         capacity_bytes = None
         capacity_gb = options.get("capacity_gb")
         if capacity_gb is not None:
@@ -221,22 +232,38 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
             k: v for k, v in options.items() if k not in _SGLANG_KEYS and k not in _BACKEND_KEYS
         }
 
+        follower_refresh_ms = options.get("follower_refresh_ms", 50)
+        if (
+            isinstance(follower_refresh_ms, bool)
+            or not isinstance(follower_refresh_ms, int)
+            or follower_refresh_ms < 0
+        ):
+            raise InvalidArgumentError(
+                'HiCacheLSM: "follower_refresh_ms" must be a non-negative integer, got '
+                f"{follower_refresh_ms!r}"
+            )
+
         rank_dir = (
-            f"tp{self.tp_rank}of{self.tp_size}-pp{self.pp_rank}of{self.pp_size}"
+            f"tp{writer_tp_rank}of{self.tp_size}-pp{self.pp_rank}of{self.pp_size}"
             f"-cp{self.cp_rank}of{self.cp_size}-dp{self.dp_rank}"
         )
         self.store_path = os.path.join(storage_dir, _slug(self.model_name or "model"), rank_dir)
-        try:
-            os.makedirs(self.store_path, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"HiCacheLSM: cannot create {self.store_path}: {e}") from e
-        try:
-            self.store = Store(self.store_path, capacity_bytes=capacity_bytes, **engine_options)
-        except InvalidArgumentError as e:
-            raise InvalidArgumentError(
-                f"HiCacheLSM: bad extra_config ({e}). Backend options are "
-                f"{', '.join(_BACKEND_KEYS)}; other keys are engine store options."
-            ) from e
+        self.store: Any
+        if self.is_writer:
+            try:
+                os.makedirs(self.store_path, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"HiCacheLSM: cannot create {self.store_path}: {e}") from e
+            try:
+                self.store = Store(self.store_path, capacity_bytes=capacity_bytes, **engine_options)
+            except InvalidArgumentError as e:
+                raise InvalidArgumentError(
+                    f"HiCacheLSM: bad extra_config ({e}). Backend options are "
+                    f"{', '.join(_BACKEND_KEYS)}; other keys are engine store options."
+                ) from e
+        else:
+            # The writer rank's store, read through its log; engine options are the writer's.
+            self.store = Follower(self.store_path, refresh_interval_ms=follower_refresh_ms)
         self.capacity_bytes = capacity_bytes
         self.metrics_exporter: Optional[MetricsExporter] = None
         metrics_port = options.get("metrics_port")
@@ -269,7 +296,8 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         self._metrics_cls: Optional[type] = None
         self._set_namespaces(pool=None)
         logger.info(
-            "HiCacheLSM: rank store at %s (capacity %s), interface_v1=%s",
+            "HiCacheLSM: rank %s %s (capacity %s), interface_v1=%s",
+            "store at" if self.is_writer else "follows the MLA writer's store at",
             self.store_path,
             "unbounded" if capacity_bytes is None else f"{capacity_bytes} bytes",
             self.interface_v1,
@@ -466,6 +494,8 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         n = len(keys)
         if n == 0:
             return []
+        if not self.is_writer:
+            return [False] * n  # SGLang skips backup on MLA followers; nothing is stored
         try:
             ptrs, sizes = self._page_regions(n, host_indices)
             start = time.perf_counter()
@@ -559,6 +589,8 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         n = len(keys)
         if n == 0:
             return True
+        if not self.is_writer:
+            return False  # SGLang skips backup on MLA followers; nothing is stored
         try:
             if values is None or len(values) != n:
                 raise InvalidArgumentError(
@@ -589,7 +621,10 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
     # ------------------------------------------------------------------ management
 
     def clear(self) -> bool:
-        """Removes every page of this rank's store. Returns whether it succeeded."""
+        """Removes every page of this rank's store. Returns whether it succeeded. An MLA
+        follower stores nothing: it returns ``True`` and sees the writer's clear in its log."""
+        if not self.is_writer:
+            return True
         try:
             self.store.clear()
             return True

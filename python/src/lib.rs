@@ -16,7 +16,7 @@ use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
-use sglang_lsm::{Store, StoreConfig};
+use sglang_lsm::{Follower, Store, StoreConfig};
 
 /// Builds the Python exception for an error `code` and `message`.
 ///
@@ -312,10 +312,10 @@ fn put_regions(
     result.map_err(|e| engine_error(py, e))
 }
 
-/// Runs the engine get with the GIL released.
+/// Runs an engine get (a [`Store`]'s or a [`Follower`]'s) with the GIL released.
 fn get_regions(
     py: Python<'_>,
-    store: &Store,
+    store: &(impl ReadPages + ?Sized),
     keys: &[Vec<u8>],
     pages: &[Vec<Region>],
 ) -> PyResult<Vec<bool>> {
@@ -329,9 +329,38 @@ fn get_regions(
             .iter()
             .map(|p| p.iter().map(|r| unsafe { r.as_mut_slice() }).collect())
             .collect();
-        store.get_batch(&keys, &mut buffers)
+        store.read_pages(&keys, &mut buffers)
     });
     result.map_err(|e| engine_error(py, e))
+}
+
+/// What `get_regions` needs of a store: both a writer and a follower read pages this way.
+trait ReadPages: Sync {
+    fn read_pages(
+        &self,
+        keys: &[&[u8]],
+        buffers: &mut [Vec<&mut [u8]>],
+    ) -> sglang_lsm::Result<Vec<bool>>;
+}
+
+impl ReadPages for Store {
+    fn read_pages(
+        &self,
+        keys: &[&[u8]],
+        buffers: &mut [Vec<&mut [u8]>],
+    ) -> sglang_lsm::Result<Vec<bool>> {
+        self.get_batch(keys, buffers)
+    }
+}
+
+impl ReadPages for Follower {
+    fn read_pages(
+        &self,
+        keys: &[&[u8]],
+        buffers: &mut [Vec<&mut [u8]>],
+    ) -> sglang_lsm::Result<Vec<bool>> {
+        self.get_batch(keys, buffers)
+    }
 }
 
 /// An open store. Use `sglang_lsm.Store`, which wraps this class with documentation and
@@ -406,7 +435,7 @@ impl NativeStore {
         let store = self.store(py)?;
         let keys = keys_from(keys)?;
         let borrowed = borrow_pages(buffers, true)?;
-        get_regions(py, &store, &keys, &borrowed.pages)
+        get_regions(py, &*store, &keys, &borrowed.pages)
     }
 
     #[pyo3(signature = (keys, ptrs, sizes, prefix_keys=None))]
@@ -435,7 +464,7 @@ impl NativeStore {
         let store = self.store(py)?;
         let keys = keys_from(keys)?;
         let pages = pointer_pages(py, ptrs, sizes)?;
-        get_regions(py, &store, &keys, &pages)
+        get_regions(py, &*store, &keys, &pages)
     }
 
     fn get<'py>(
@@ -532,11 +561,136 @@ impl NativeStore {
     }
 }
 
+/// A read-only follower of a store another process writes. Use `sglang_lsm.Follower`.
+#[pyclass(frozen, module = "sglang_lsm._native", name = "Follower")]
+struct NativeFollower {
+    path: String,
+    inner: Mutex<Option<Arc<Follower>>>,
+}
+
+impl NativeFollower {
+    fn follower(&self, py: Python<'_>) -> PyResult<Arc<Follower>> {
+        match self.inner.lock().as_ref() {
+            Some(f) => Ok(Arc::clone(f)),
+            None => Err(store_error(
+                py,
+                "closed",
+                format!("follower of {} is closed", self.path),
+            )),
+        }
+    }
+}
+
+#[pymethods]
+impl NativeFollower {
+    /// Follows the store in directory `path` (which need not exist yet), rescanning its log at
+    /// most every `refresh_interval_ms`.
+    #[new]
+    fn new(py: Python<'_>, path: std::path::PathBuf, refresh_interval_ms: u64) -> PyResult<Self> {
+        let shown = path.display().to_string();
+        let follower = py
+            .detach(|| Follower::open(&path, refresh_interval_ms))
+            .map_err(|e| engine_error(py, e))?;
+        Ok(Self {
+            path: shown,
+            inner: Mutex::new(Some(Arc::new(follower))),
+        })
+    }
+
+    #[getter]
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().is_none()
+    }
+
+    fn get_batch(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        buffers: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<bool>> {
+        let follower = self.follower(py)?;
+        let keys = keys_from(keys)?;
+        let borrowed = borrow_pages(buffers, true)?;
+        get_regions(py, &*follower, &keys, &borrowed.pages)
+    }
+
+    fn get_batch_ptrs(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        ptrs: &Bound<'_, PyAny>,
+        sizes: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<bool>> {
+        let follower = self.follower(py)?;
+        let keys = keys_from(keys)?;
+        let pages = pointer_pages(py, ptrs, sizes)?;
+        get_regions(py, &*follower, &keys, &pages)
+    }
+
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let follower = self.follower(py)?;
+        let key = key_bytes(key)?;
+        let value = py
+            .detach(|| follower.get(&key))
+            .map_err(|e| engine_error(py, e))?;
+        Ok(value.map(|v| PyBytes::new(py, &v)))
+    }
+
+    fn probe(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let follower = self.follower(py)?;
+        let keys = keys_from(keys)?;
+        py.detach(|| follower.probe(&as_slices(&keys)))
+            .map_err(|e| engine_error(py, e))
+    }
+
+    fn exists(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let follower = self.follower(py)?;
+        let key = key_bytes(key)?;
+        py.detach(|| follower.exists(&key))
+            .map_err(|e| engine_error(py, e))
+    }
+
+    fn refresh(&self, py: Python<'_>) -> PyResult<()> {
+        let follower = self.follower(py)?;
+        py.detach(|| follower.refresh())
+            .map_err(|e| engine_error(py, e))
+    }
+
+    /// Follower statistics as a JSON object string.
+    fn stats_json(&self, py: Python<'_>) -> PyResult<String> {
+        let follower = self.follower(py)?;
+        let stats = py.detach(|| follower.stats());
+        serde_json::to_string(&stats)
+            .map_err(|e| store_error(py, "internal", format!("cannot encode stats: {e}")))
+    }
+
+    /// Metrics in the Prometheus text format.
+    fn metrics_text(&self, py: Python<'_>) -> PyResult<String> {
+        let follower = self.follower(py)?;
+        Ok(py.detach(|| follower.metrics_text()))
+    }
+
+    /// Closes the follower; later calls raise `StoreClosedError`. Closing twice is a no-op.
+    fn close(&self) {
+        self.inner.lock().take();
+    }
+}
+
 /// The compiled half of the `sglang_lsm` package.
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeStore>()?;
+    m.add_class::<NativeFollower>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

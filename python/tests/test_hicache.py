@@ -226,11 +226,54 @@ def test_dp_rank_gets_its_own_directory_but_same_namespace(tmp_path):
 # --------------------------------------------------------------------------- MLA rules
 
 
-def test_mla_with_non_writer_ranks_is_refused(tmp_path):
-    with pytest.raises(InvalidArgumentError, match="MLA"):
-        HiCacheLSM(make_config(tmp_path, is_mla_model=True, tp_rank=1, tp_size=2), {})
-    with pytest.raises(InvalidArgumentError, match="MLA"):
-        HiCacheLSM(make_config(tmp_path, is_mla_model=True, tp_rank=0, tp_size=4), {})
+def test_mla_followers_read_what_the_writer_rank_stores(tmp_path):
+    """MLA with tp_size 2: rank 0 writes (SGLang's is_storage_writer), rank 1 follows its
+    store through the log and reads the same bytes into its own pool."""
+    cfg = dict(tp_size=2, extra={"capacity_gb": 1, "follower_refresh_ms": 0})
+    pool0, pool1 = StandInMLAPool("page_first"), StandInMLAPool("page_first")
+    writer = make_backend(tmp_path, pool0, tp_rank=0, **cfg)
+    follower = make_backend(tmp_path, pool1, tp_rank=1, **cfg)
+    assert writer.is_writer and not follower.is_writer
+    assert follower.store_path == writer.store_path
+    assert writer._prefix_v1 == follower._prefix_v1, "MLA keys do not depend on the TP rank"
+    assert writer.capacity_bytes == 10**9, "only writer ranks share the budget"
+
+    keys = keys_for("m", 6)
+    src, dst = [3, 4, 5, 9, 10, 11], [20, 21, 22, 30, 31, 32]
+    gen = torch.Generator().manual_seed(3)
+    for p in src:
+        pool0.fill_page(p * pool0.page_size, gen)
+    assert writer.batch_set_v1(keys, page_indices(src, pool0.page_size)) == [True] * 6
+    assert follower.batch_exists(keys) == 6
+    assert follower.batch_get_v1(keys, page_indices(dst, pool1.page_size)) == [True] * 6
+    for s_, d in zip(src, dst):
+        assert torch.equal(
+            pool1.page_view(d * pool1.page_size), pool0.page_view(s_ * pool0.page_size)
+        )
+    # A follower stores nothing and clears nothing; it sees the writer's clear.
+    assert follower.batch_set_v1(keys_for("n", 2), page_indices([1, 2], pool1.page_size)) == [
+        False,
+        False,
+    ]
+    assert follower.clear() is True and follower.batch_exists(keys) == 6
+    assert writer.clear() is True
+    assert follower.batch_exists(keys) == 0
+    assert follower.engine_stats()["frames_applied"] >= 2
+    follower.close()
+    writer.close()
+
+
+def test_mla_follower_can_start_before_its_writer(tmp_path):
+    cfg = dict(tp_size=4, extra={"follower_refresh_ms": 0})
+    pool = StandInMLAPool("layer_first")
+    follower = make_backend(tmp_path, pool, tp_rank=3, **cfg)
+    keys = keys_for("k", 2)
+    assert follower.batch_exists(keys) == 0
+    writer = make_backend(tmp_path, StandInMLAPool("layer_first"), tp_rank=0, **cfg)
+    assert writer.batch_set_v1(keys, page_indices([1, 2], pool.page_size)) == [True, True]
+    assert follower.batch_exists(keys) == 2
+    writer.close()
+    follower.close()
 
 
 def test_mla_namespace_ignores_tp_rank_under_dcp(tmp_path):

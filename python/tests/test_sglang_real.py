@@ -331,3 +331,32 @@ def test_namespace_uses_real_config_fields(tmp_path):
     assert info["pool"]["dtype"] == "torch.bfloat16"
     assert info["pool"]["page_size"] == PAGE
     backend.close()
+
+
+def test_mla_tp2_writer_and_follower_with_real_config(tmp_path):
+    """MLA with tp_size 2, as SGLang configures it: rank 0 is the storage writer (SGLang's own
+    ``is_storage_writer``), rank 1 follows rank 0's store and prefetches the same pages."""
+    pools = [build_pool("mla", "page_first")[0] for _ in range(2)]
+    backends = []
+    for rank, pool in enumerate(pools):
+        cfg = storage_config(tmp_path, "mla", "page_first", follower_refresh_ms=0)
+        cfg.tp_rank, cfg.tp_size = rank, 2
+        backend = StorageBackendFactory.create_backend("dynamic", cfg, pool)
+        backend.register_mem_pool_host(pool)
+        backend.on_host_pools_registered()
+        assert backend.is_writer == cfg.is_storage_writer == (rank == 0)
+        backends.append(backend)
+    writer, follower = backends
+
+    fill_random(pools[0], seed=11)
+    tokens = list(range(5000, 5000 + 6 * PAGE))
+    keys = page_keys(tokens, PAGE)
+    src, dst = [2, 3, 4, 7, 8, 9], [40, 41, 42, 50, 51, 52]
+    info = HiCacheStorageExtraInfo(prefix_keys=None)
+    assert writer.batch_set_v1(keys, page_indices(src, PAGE), info) == [True] * 6
+    assert follower.batch_exists(keys, info) == 6
+    assert follower.batch_get_v1(keys, page_indices(dst, PAGE), info) == [True] * 6
+    for s, d in zip(src, dst):
+        assert torch.equal(flat_page(pools[1], d * PAGE), flat_page(pools[0], s * PAGE))
+    follower.close()
+    writer.close()

@@ -333,3 +333,27 @@ def test_close_waits_for_calls_on_other_threads(tmp_path):
     assert outcomes in (["closed"], ["stopped"])
     # close() returned only after the reader let go, so the directory can be reopened now.
     sglang_lsm.Store(tmp_path / "kv").close()
+
+
+def test_follower_reads_a_store_another_handle_writes(tmp_path):
+    path = tmp_path / "writer"
+    with pytest.raises(InvalidArgumentError, match="refresh_interval_ms"):
+        sglang_lsm.Follower(path, refresh_interval_ms=-1)
+    follower = sglang_lsm.Follower(path, refresh_interval_ms=0)  # before the writer exists
+    assert follower.probe(["a"]) == 0
+    with sglang_lsm.Store(path) as store:
+        pages = [bytes([i]) * 5000 for i in range(3)]
+        assert store.put_batch(["a", "b", "c"], pages) == [True] * 3
+        assert follower.probe(["a", "b", "c", "d"]) == 3
+        out = [bytearray(5000) for _ in range(3)]
+        assert follower.get_batch(["a", "b", "c"], out) == [True] * 3
+        assert [bytes(o) for o in out] == pages
+        assert follower.get("b") == pages[1]
+        store.delete("c")
+        assert not follower.exists("c")
+    stats = follower.stats()
+    assert stats["pages"] == 2 and stats["get_hits"] >= 4
+    assert "sglang_lsm_follower_pages 2" in follower.metrics_text()
+    follower.close()
+    with pytest.raises(StoreClosedError):
+        follower.probe(["a"])

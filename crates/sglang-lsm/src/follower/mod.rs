@@ -260,6 +260,60 @@ impl Follower {
     }
 }
 
+impl Follower {
+    /// The counters in the Prometheus text format (`sglang_lsm_follower_*`).
+    #[must_use]
+    pub fn metrics_text(&self) -> String {
+        use std::fmt::Write as _;
+        let st = self.stats();
+        let mut out = String::new();
+        for (name, kind, help, value) in [
+            ("pages", "gauge", "Pages the follower knows of.", st.pages),
+            (
+                "segments",
+                "gauge",
+                "Value-log segments followed.",
+                st.segments,
+            ),
+            (
+                "frames_applied_total",
+                "counter",
+                "Log frames applied.",
+                st.frames_applied,
+            ),
+            (
+                "refreshes_total",
+                "counter",
+                "Scans of the log.",
+                st.refreshes,
+            ),
+            (
+                "get_hits_total",
+                "counter",
+                "Pages read with verified bytes.",
+                st.get_hits,
+            ),
+            (
+                "get_misses_total",
+                "counter",
+                "Pages asked for and not returned.",
+                st.get_misses,
+            ),
+            (
+                "get_stale_or_corrupt_total",
+                "counter",
+                "Reads whose bytes failed their checksum (stale location or damage).",
+                st.get_stale_or_corrupt,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP sglang_lsm_follower_{name} {help}");
+            let _ = writeln!(out, "# TYPE sglang_lsm_follower_{name} {kind}");
+            let _ = writeln!(out, "sglang_lsm_follower_{name} {value}");
+        }
+        out
+    }
+}
+
 impl Counters {
     fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Relaxed);
