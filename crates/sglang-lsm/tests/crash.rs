@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{page_bytes, small_config};
-use sglang_lsm::{Durability, Store, StoreConfig};
+use sglang_lsm::{Durability, Follower, Store, StoreConfig};
 
 const DIR_ENV: &str = "SGLANG_LSM_CRASH_DIR";
 const ROUND_ENV: &str = "SGLANG_LSM_CRASH_ROUND";
@@ -178,17 +178,26 @@ fn run_rounds(rounds: std::ops::Range<u32>) {
     eprintln!("crash test seed {seed}");
     let mut rng = seed | 1;
     let mut logs: BTreeMap<u32, RoundLog> = BTreeMap::new();
+    let follower = Follower::open(dir.path(), 0).expect("follower");
     let count = rounds.len();
     for round in rounds {
         rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         let kill_after = Duration::from_millis(150 + (rng >> 33) % 600);
-        let log = run_child(dir.path(), round, kill_after);
+        // A follower (another MLA rank) reads the child's store while it is written and killed:
+        // whatever it returns must be exact.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let log = std::thread::scope(|s| {
+            s.spawn(|| follow_while_written(&follower, round, &stop));
+            let log = run_child(dir.path(), round, kill_after);
+            stop.store(true, std::sync::atomic::Ordering::Release);
+            log
+        });
         eprintln!(
             "round {round}: killed after {kill_after:?}, {} batches acked",
             log.acked
         );
         logs.insert(round, log);
-        let missing = check_all(dir.path(), &logs);
+        let missing = check_all(dir.path(), &logs, &follower);
         let acked_bytes: u64 = logs
             .iter()
             .flat_map(|(&r, l)| (0..l.acked).flat_map(move |b| batch_keys(r, b)))
@@ -223,8 +232,27 @@ fn crash_kill9_quota_rounds() {
     run_rounds(QUOTA_FROM_ROUND..QUOTA_FROM_ROUND + QUOTA_ROUNDS);
 }
 
-/// Checks every key; returns how many pages of bounded rounds were absent (evicted).
-fn check_all(dir: &std::path::Path, logs: &BTreeMap<u32, RoundLog>) -> usize {
+/// Reads the round's keys through `follower` until `stop`: every hit must be exact.
+fn follow_while_written(follower: &Follower, round: u32, stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        for batch in 0..2000 {
+            for k in batch_keys(round, batch) {
+                if let Some(bytes) = follower.get(k.as_bytes()).expect("follower get") {
+                    assert_eq!(
+                        bytes,
+                        page_bytes(k.as_bytes(), page_len(&k)),
+                        "follower read wrong bytes for {k}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Checks every key; returns how many pages of bounded rounds were absent (evicted). Without
+/// a bound (nothing moves while checking), the follower must then agree with the reopened store
+/// on every key.
+fn check_all(dir: &std::path::Path, logs: &BTreeMap<u32, RoundLog>, follower: &Follower) -> usize {
     let last_round = logs.keys().copied().max().unwrap_or(0);
     let store = Store::open(dir, config_for(last_round)).expect("reopen after SIGKILL");
     let bounded = last_round >= BOUNDED_FROM_ROUND;
@@ -285,6 +313,20 @@ fn check_all(dir: &std::path::Path, logs: &BTreeMap<u32, RoundLog>) -> usize {
         "no torn bytes remain indexed: {:?}",
         report.corrupt_keys
     );
+    if !bounded {
+        follower.refresh().expect("follower refresh");
+        for (&round, log) in logs {
+            for batch in 0..=log.acked {
+                for k in batch_keys(round, batch) {
+                    assert_eq!(
+                        follower.get(k.as_bytes()).expect("follower get"),
+                        store.get(k.as_bytes()).expect("get"),
+                        "follower and reopened store disagree on {k}"
+                    );
+                }
+            }
+        }
+    }
     missing
 }
 

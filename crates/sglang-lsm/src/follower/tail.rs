@@ -57,7 +57,10 @@ impl Tail {
         }
         let ids = match list_segment_ids(&self.vlog_dir) {
             Ok(ids) => ids,
-            Err(_) if !self.vlog_dir.exists() => return Ok(0),
+            // Not created yet (the writer creates FORMAT first, then the log directory).
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(0)
+            }
             Err(e) => return Err(e),
         };
         self.forget_deleted(&ids, pages, files);
