@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::error::{key_display, Error, Result};
+use crate::error::{Error, Result};
 use crate::key::{self, fingerprint, Fingerprint};
 use crate::vlog::frame::page_crc;
 
@@ -176,16 +176,7 @@ impl Follower {
     /// [`Error::InvalidArgument`]; [`Error::LengthMismatch`] (checked before any read); a
     /// failed log scan.
     pub fn get_batch(&self, keys: &[&[u8]], buffers: &mut [Vec<&mut [u8]>]) -> Result<Vec<bool>> {
-        if keys.len() != buffers.len() {
-            return Err(Error::InvalidArgument(format!(
-                "get_batch got {} keys but {} buffer lists",
-                keys.len(),
-                buffers.len()
-            )));
-        }
-        for k in keys {
-            key::validate(k)?;
-        }
+        key::validate_get(keys, buffers.len())?;
         self.maybe_refresh()?;
         let found: Vec<Option<Location>> = {
             let pages = self.pages.read();
@@ -193,18 +184,7 @@ impl Follower {
                 .map(|k| pages.get(&fingerprint(k)).copied())
                 .collect()
         };
-        for (i, loc) in found.iter().enumerate() {
-            if let Some(loc) = loc {
-                let given: u64 = buffers[i].iter().map(|b| b.len() as u64).sum();
-                if given != loc.len {
-                    return Err(Error::LengthMismatch {
-                        key: key_display(keys[i]),
-                        stored_bytes: loc.len,
-                        given_bytes: given,
-                    });
-                }
-            }
-        }
+        key::check_buffer_lengths(keys, buffers, found.iter().map(|l| l.map(|l| l.len)))?;
         let mut hits = vec![false; keys.len()];
         let files = self.files.read();
         for (i, loc) in found.iter().enumerate() {

@@ -215,20 +215,6 @@ fn check_format(store_dir: &Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io(&path, e)),
     };
-    let found = text
-        .lines()
-        .find_map(|l| l.strip_prefix("format_version="))
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .ok_or_else(|| Error::Corrupt {
-            path: path.clone(),
-            detail: "FORMAT file has no format_version line".into(),
-        })?;
-    if found != FORMAT_VERSION {
-        return Err(Error::FormatVersion {
-            path,
-            found,
-            supported: FORMAT_VERSION,
-        });
-    }
+    crate::store::dirlock::check_format_text(&text, &path)?;
     Ok(true)
 }

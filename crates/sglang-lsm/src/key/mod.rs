@@ -91,6 +91,44 @@ pub fn token_page_keys(tokens: &[u32], page_tokens: usize, suffix: &str) -> Resu
     Ok(keys)
 }
 
+/// Checks a `get_batch` call before any lookup: one buffer list per key, valid keys.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] or a key error.
+pub(crate) fn validate_get(keys: &[&[u8]], buffer_lists: usize) -> crate::error::Result<()> {
+    if keys.len() != buffer_lists {
+        return Err(crate::error::Error::InvalidArgument(format!(
+            "get_batch got {} keys but {buffer_lists} buffer lists",
+            keys.len()
+        )));
+    }
+    keys.iter().try_for_each(|k| validate(k))
+}
+
+/// Checks, before any read, that the buffers given for each found page add up to its stored
+/// length (`stored[i]`, `None` for a page not found).
+///
+/// # Errors
+/// [`Error::LengthMismatch`] naming the first key that differs.
+pub(crate) fn check_buffer_lengths(
+    keys: &[&[u8]],
+    buffers: &[Vec<&mut [u8]>],
+    stored: impl Iterator<Item = Option<u64>>,
+) -> crate::error::Result<()> {
+    for (i, len) in stored.enumerate() {
+        let Some(stored_bytes) = len else { continue };
+        let given_bytes: u64 = buffers[i].iter().map(|b| b.len() as u64).sum();
+        if given_bytes != stored_bytes {
+            return Err(crate::error::Error::LengthMismatch {
+                key: crate::error::key_display(keys[i]),
+                stored_bytes,
+                given_bytes,
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,26 @@ impl DirLock {
     }
 }
 
+/// Checks the text of a `FORMAT` file (at `path`) names the version this build reads.
+pub(crate) fn check_format_text(text: &str, path: &Path) -> Result<()> {
+    let found = text
+        .lines()
+        .find_map(|l| l.strip_prefix("format_version="))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .ok_or_else(|| Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: "FORMAT file has no format_version line".into(),
+        })?;
+    if found != FORMAT_VERSION {
+        return Err(Error::FormatVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}
+
 /// Checks `FORMAT`, writing it for a new store.
 pub fn check_format(dir: &Path) -> Result<()> {
     let path = dir.join(FORMAT_FILE);
@@ -47,22 +67,7 @@ pub fn check_format(dir: &Path) -> Result<()> {
         Ok(mut f) => {
             let mut s = String::new();
             f.read_to_string(&mut s).map_err(|e| Error::io(&path, e))?;
-            let found = s
-                .lines()
-                .find_map(|l| l.strip_prefix("format_version="))
-                .and_then(|v| v.trim().parse::<u32>().ok())
-                .ok_or_else(|| Error::Corrupt {
-                    path: path.clone(),
-                    detail: "FORMAT file has no format_version line".into(),
-                })?;
-            if found != FORMAT_VERSION {
-                return Err(Error::FormatVersion {
-                    path: dir.to_path_buf(),
-                    found,
-                    supported: FORMAT_VERSION,
-                });
-            }
-            Ok(())
+            check_format_text(&s, &path)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if dir.join("index").exists() || dir.join("vlog").exists() {

@@ -8,7 +8,7 @@
 //! 3. A page is resident (in the residency set) iff the index holds its record.
 
 mod admission;
-mod dirlock;
+pub(crate) mod dirlock;
 mod fptable;
 mod maintenance;
 mod metrics;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use super::stats::Counters;
 use super::Store;
 use crate::controller::latency::Timer;
-use crate::error::{key_display, Error, Result};
+use crate::error::{Error, Result};
 use crate::index::IndexRecord;
 use crate::io::AlignedBuf;
 use crate::key::{self, fingerprint};
@@ -72,16 +72,7 @@ impl Store {
     /// [`Error::InvalidArgument`], [`Error::LengthMismatch`] (checked before any read), index
     /// failures.
     pub fn get_batch(&self, keys: &[&[u8]], buffers: &mut [Vec<&mut [u8]>]) -> Result<Vec<bool>> {
-        if keys.len() != buffers.len() {
-            return Err(Error::InvalidArgument(format!(
-                "get_batch got {} keys but {} buffer lists",
-                keys.len(),
-                buffers.len()
-            )));
-        }
-        for k in keys {
-            key::validate(k)?;
-        }
+        key::validate_get(keys, buffers.len())?;
         let inner = &self.inner;
         let _timer = Timer::start(&inner.counters.get_latency);
         Counters::add(&inner.counters.get_pages, keys.len() as u64);
@@ -106,18 +97,7 @@ impl Store {
                 Counters::add(&inner.counters.index_lookup_us, super::elapsed_us(started));
             }
         }
-        for (i, rec) in found.iter().enumerate() {
-            if let Some(rec) = rec {
-                let given: u64 = buffers[i].iter().map(|b| b.len() as u64).sum();
-                if given != rec.len {
-                    return Err(Error::LengthMismatch {
-                        key: key_display(keys[i]),
-                        stored_bytes: rec.len,
-                        given_bytes: given,
-                    });
-                }
-            }
-        }
+        key::check_buffer_lengths(keys, buffers, found.iter().map(|r| r.map(|r| r.len)))?;
         let mut hits = vec![false; keys.len()];
         let mut corrupt: Vec<(&[u8], IndexRecord)> = Vec::new();
         let mut hit_bytes = 0;
