@@ -144,4 +144,24 @@ fn deleting_a_parent_while_children_are_put_never_orphans() {
         (0..3000).all(|i| !present(&s, &child(i))),
         "cascade left children"
     );
+    // Children that were declined because their parent went are in the log, unpublished; they
+    // must not come back when a replay (after a restart) or a follower reads the log.
+    let follower = sglang_lsm::Follower::open(dir.path(), 0).expect("follower");
+    let back: Vec<usize> = (0..3000)
+        .filter(|&i| follower.exists(child(i).as_bytes()).expect("exists"))
+        .collect();
+    assert!(
+        back.is_empty(),
+        "the follower sees deleted children {back:?}"
+    );
+    match Arc::try_unwrap(s) {
+        Ok(s) => drop(s),
+        Err(_) => panic!("the store is still shared"),
+    }
+    let s = open(dir.path());
+    let back: Vec<usize> = (0..3000).filter(|&i| present(&s, &child(i))).collect();
+    assert!(
+        back.is_empty(),
+        "children {back:?} came back after a reopen"
+    );
 }

@@ -347,10 +347,16 @@ impl Inner {
             let mut w = self.vlog.lock_writer();
             let at = self.vlog.append(&mut w, &mut frame)?;
             let mut r = self.residency.write();
+            // Copies of pages deleted while they were copied: tombstoned below, or a replay
+            // after a crash (and every follower) would bring them back, maybe parentless.
+            let mut tombstones: Vec<(&[u8], Fingerprint)> = Vec::new();
             for (e, p) in frame.entries().iter().zip(&ok) {
                 let still_here = r.slot(p.fp).is_some_and(|s| s.segment_id == victim)
                     && self.index.get(&p.key)?.is_some_and(|now| now == p.rec);
                 if !still_here {
+                    if !r.contains(p.fp) {
+                        tombstones.push((&p.key, e.parent_fp));
+                    }
                     continue;
                 }
                 let rec = IndexRecord {
@@ -365,6 +371,10 @@ impl Inner {
                 r.relocate(p.fp, Slot::new(at.segment_id, e.payload_len), at.seqno);
                 moved_pages += 1;
                 moved_bytes += e.payload_len;
+            }
+            drop(r);
+            if !tombstones.is_empty() {
+                self.log_deletes(&mut w, &tombstones)?;
             }
         }
         Ok((moved_pages, moved_bytes))

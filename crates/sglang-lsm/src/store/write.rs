@@ -152,6 +152,9 @@ impl Store {
         // left unpublished too, as garbage in the log, reclaimed like any other.
         let mut stopped: Option<Unpublished> = None;
         let mut unpublished = 0u64;
+        // Unpublished entries that are not resident either: tombstoned right after, or a
+        // replay after a crash (and every follower) would take them for pages.
+        let mut tombstones: Vec<(&[u8], crate::key::Fingerprint)> = Vec::new();
         {
             let mut w = inner.vlog.lock_writer();
             let at = inner.vlog.append(&mut w, &mut frame)?;
@@ -185,6 +188,7 @@ impl Store {
                     }
                     unpublished += 1;
                     results[i] = false;
+                    tombstones.push((keys[i], e.parent_fp));
                     continue;
                 }
                 let rec = IndexRecord {
@@ -205,6 +209,10 @@ impl Store {
             inner
                 .counters
                 .record_inserts(published, publish_started, memtable_fill_bytes);
+            drop(r);
+            if !tombstones.is_empty() {
+                inner.log_deletes(&mut w, &tombstones)?;
+            }
         }
         Counters::add(&inner.counters.put_declined_pages, unpublished);
         Counters::add(&inner.counters.put_pages, chosen.len() as u64 - unpublished);
