@@ -10,16 +10,7 @@ use common::{keys, page_bytes, put_pages, small_config};
 use sglang_lsm::{Error, Follower, Store, StoreConfig};
 
 fn read(f: &Follower, ks: &[String], len: usize) -> Vec<Option<Vec<u8>>> {
-    let refs: Vec<&[u8]> = ks.iter().map(|k| k.as_bytes()).collect();
-    let mut bufs: Vec<Vec<u8>> = ks.iter().map(|_| vec![0u8; len]).collect();
-    let hits = {
-        let mut parts: Vec<Vec<&mut [u8]>> = bufs.iter_mut().map(|b| vec![&mut b[..]]).collect();
-        f.get_batch(&refs, &mut parts).expect("get_batch")
-    };
-    bufs.into_iter()
-        .zip(hits)
-        .map(|(b, h)| h.then_some(b))
-        .collect()
+    common::read_pages_with(ks, len, |k, b| f.get_batch(k, b).expect("get_batch"))
 }
 
 fn probe(f: &Follower, ks: &[String]) -> usize {

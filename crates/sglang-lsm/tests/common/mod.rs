@@ -50,11 +50,21 @@ pub fn put_pages(store: &Store, keys: &[String], len: usize) -> Vec<bool> {
 
 /// Reads pages back; `Some(bytes)` on hit.
 pub fn get_pages(store: &Store, keys: &[String], len: usize) -> Vec<Option<Vec<u8>>> {
+    read_pages_with(keys, len, |k, b| store.get_batch(k, b).expect("get_batch"))
+}
+
+/// Reads pages of `len` bytes through `get_batch` (a store's or a follower's); `Some(bytes)`
+/// on hit.
+pub fn read_pages_with(
+    keys: &[String],
+    len: usize,
+    get_batch: impl FnOnce(&[&[u8]], &mut [Vec<&mut [u8]>]) -> Vec<bool>,
+) -> Vec<Option<Vec<u8>>> {
     let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let mut bufs: Vec<Vec<u8>> = keys.iter().map(|_| vec![0u8; len]).collect();
     let hits = {
         let mut parts: Vec<Vec<&mut [u8]>> = bufs.iter_mut().map(|b| vec![&mut b[..]]).collect();
-        store.get_batch(&key_refs, &mut parts).expect("get_batch")
+        get_batch(&key_refs, &mut parts)
     };
     bufs.into_iter()
         .zip(hits)
