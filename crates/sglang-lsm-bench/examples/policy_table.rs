@@ -1,21 +1,17 @@
 //! Prints the prefix hit rate of every simulated policy at 1/5/10/25% capacity.
 //!
 //! `cargo run --release -p sglang-lsm-bench --example policy_table -- [TRACE]`
-//! (default: `../shared/traces/mooncake_synthetic_trace.jsonl` relative to the repository).
+//! (default: the bundled `data/traces/mooncake_synthetic_trace.jsonl.zst`).
 
 use std::path::PathBuf;
 
 use sglang_lsm_bench::policy::{simulate_kind, PolicyKind};
-use sglang_lsm_bench::trace::{Trace, MOONCAKE_BLOCK_TOKENS};
+use sglang_lsm_bench::trace::{bundled_trace_path, Trace, MOONCAKE_BLOCK_TOKENS};
 
 fn main() -> anyhow::Result<()> {
-    let path = std::env::args_os().nth(1).map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/traces/mooncake_synthetic_trace.jsonl")
-        },
-        PathBuf::from,
-    );
+    let path = std::env::args_os()
+        .nth(1)
+        .map_or_else(bundled_trace_path, PathBuf::from);
     let trace = Trace::load(&path, MOONCAKE_BLOCK_TOKENS)?;
     let s = trace.stats();
     println!(

@@ -95,10 +95,7 @@ pub struct CompareOptions {
     #[arg(long, default_value = "64m", value_parser = parse_bytes)]
     pub compression_bytes: u64,
     /// Mooncake trace for the report's hit-rate and TTFT-model figures.
-    #[arg(
-        long,
-        default_value = "../shared/traces/mooncake_synthetic_trace.jsonl"
-    )]
+    #[arg(long, default_value = crate::trace::BUNDLED_TRACE)]
     pub trace: PathBuf,
     /// Block bytes written by the report's replay (scaled down from the model's real size).
     #[arg(long, default_value = "16k", value_parser = parse_bytes)]

@@ -36,8 +36,9 @@ const STAMP_BYTES: usize = 8;
 /// Options of `sglang-lsm replay`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// Mooncake-format JSONL trace (`timestamp`, `input_length`, `hash_ids` per line).
-    #[arg(long)]
+    /// Mooncake-format JSONL trace (`timestamp`, `input_length`, `hash_ids` per line), plain
+    /// or `.zst`; the default is the trace bundled in the repository.
+    #[arg(long, default_value = crate::trace::BUNDLED_TRACE)]
     pub trace: PathBuf,
     /// Capacity as a fraction of the trace's distinct blocks (rounded to the nearest block).
     #[arg(

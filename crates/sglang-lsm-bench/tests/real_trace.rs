@@ -1,30 +1,18 @@
-//! The shared Mooncake trace: counts and the REFERENCE.md §6 hit-rate anchors.
+//! The bundled Mooncake trace (`data/traces/`): counts and the REFERENCE.md §6 hit-rate anchors.
 //!
-//! CI has `../shared/` beside the repository clone, so this test requires the trace and fails
-//! loudly when it cannot find it (set `SGLANG_LSM_TRACE` to point elsewhere).
+//! The trace ships inside the repository, so a fresh clone runs this with nothing beside it;
+//! set `SGLANG_LSM_TRACE` to check another copy.
 
 use std::path::PathBuf;
 
 use sglang_lsm_bench::policy::{simulate_kind, PolicyKind};
-use sglang_lsm_bench::trace::Trace;
+use sglang_lsm_bench::trace::{bundled_trace_path, Trace};
 
 fn trace_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("SGLANG_LSM_TRACE") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "SGLANG_LSM_TRACE={} is not a file",
-            p.display()
-        );
-        return p;
-    }
-    // crates/sglang-lsm-bench -> repository root -> its parent holds shared/.
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/traces/mooncake_synthetic_trace.jsonl");
+    let p = std::env::var_os("SGLANG_LSM_TRACE").map_or_else(bundled_trace_path, PathBuf::from);
     assert!(
         p.is_file(),
-        "the Mooncake trace is missing: expected {} (the shared/ folder beside the repository) \
-         or a path in SGLANG_LSM_TRACE",
+        "the Mooncake trace is missing: expected {}",
         p.display()
     );
     p

@@ -20,6 +20,18 @@ pub type BlockId = u64;
 /// Block size of the published Mooncake traces, in tokens.
 pub const MOONCAKE_BLOCK_TOKENS: u32 = 512;
 
+/// The Mooncake trace shipped with the repository (zstd-compressed, Apache-2.0, its LICENSE
+/// beside it), relative to the repository root. Commands run from the root default to it.
+pub const BUNDLED_TRACE: &str = "data/traces/mooncake_synthetic_trace.jsonl.zst";
+
+/// [`BUNDLED_TRACE`] as an absolute path in this source tree, for tests and examples that may
+/// run from any working directory.
+pub fn bundled_trace_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(BUNDLED_TRACE)
+}
+
 /// One request of a trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
@@ -129,7 +141,7 @@ struct RawRequest {
 }
 
 impl Trace {
-    /// Loads a trace file.
+    /// Loads a trace file; a name ending in `.zst` is decompressed as it is read.
     ///
     /// # Errors
     /// [`TraceError`] naming the file and line of the first problem.
@@ -139,11 +151,16 @@ impl Trace {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(
-            BufReader::new(file),
-            &path.display().to_string(),
-            block_tokens,
-        )
+        let name = path.display().to_string();
+        if path.extension().is_some_and(|e| e == "zst") {
+            let decoder =
+                zstd::stream::read::Decoder::new(file).map_err(|source| TraceError::Open {
+                    path: name.clone(),
+                    source,
+                })?;
+            return Self::parse(BufReader::new(decoder), &name, block_tokens);
+        }
+        Self::parse(BufReader::new(file), &name, block_tokens)
     }
 
     /// Parses a trace from any reader; `source_name` prefixes error messages. Blank lines are
@@ -401,6 +418,27 @@ mod tests {
     fn missing_file_is_an_error_with_the_path() {
         let e = Trace::load("/nonexistent/trace.jsonl", 512).expect_err("no such file");
         assert!(e.to_string().contains("/nonexistent/trace.jsonl"));
+    }
+
+    #[test]
+    fn zst_file_loads_like_the_plain_text() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.jsonl.zst");
+        let packed = zstd::encode_all(fixture::SMALL.as_bytes(), 3).expect("compress");
+        std::fs::write(&path, packed).expect("write");
+        let t = Trace::load(&path, fixture::SMALL_BLOCK_TOKENS).expect("loads");
+        assert_eq!(t.requests, fixture::small().requests);
+    }
+
+    #[test]
+    fn damaged_zst_file_is_an_error_with_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.jsonl.zst");
+        let mut packed = zstd::encode_all(fixture::SMALL.as_bytes(), 3).expect("compress");
+        packed.truncate(packed.len() / 2);
+        std::fs::write(&path, packed).expect("write");
+        let e = Trace::load(&path, fixture::SMALL_BLOCK_TOKENS).expect_err("truncated");
+        assert!(e.to_string().contains("bad.jsonl.zst"), "{e}");
     }
 
     #[test]
