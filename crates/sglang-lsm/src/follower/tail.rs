@@ -210,11 +210,11 @@ fn apply(
 /// Checks the store's `FORMAT` file without writing anything. `Ok(false)`: no store yet.
 fn check_format(store_dir: &Path) -> Result<bool> {
     let path = store_dir.join("FORMAT");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io(&path, e)),
     };
-    crate::store::dirlock::check_format_text(&text, &path)?;
+    crate::store::dirlock::check_format_bytes(&bytes, &path)?;
     Ok(true)
 }

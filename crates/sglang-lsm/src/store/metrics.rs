@@ -97,6 +97,11 @@ impl Store {
             "Pages that failed their checksum.",
             st.get_corrupt,
         );
+        counter(
+            "get_read_errors",
+            "Pages whose read failed (kept, reported as misses).",
+            st.get_read_errors,
+        );
         counter("get_bytes", "Payload bytes returned.", st.get_bytes);
         counter("probe_keys", "Keys examined by probe.", st.probe_keys);
         counter("deletes", "Pages deleted.", st.deletes);

@@ -387,6 +387,7 @@ impl Inner {
             get_hits: c.get_hits.load(Relaxed),
             get_misses: c.get_misses.load(Relaxed),
             get_corrupt: c.get_corrupt.load(Relaxed),
+            get_read_errors: c.get_read_errors.load(Relaxed),
             get_bytes: c.get_bytes.load(Relaxed),
             read_ios: c.read_ios.load(Relaxed),
             probes: c.probes.load(Relaxed),

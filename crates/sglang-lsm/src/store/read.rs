@@ -58,8 +58,12 @@ enum Outcome {
     /// The extent is gone (its segment was reclaimed after the index lookup): the page moved
     /// or was evicted; `get_batch` looks it up again.
     Gone(IndexRecord),
-    /// Bytes failed their checksum (or could not be read): a miss, and the page is dropped.
+    /// Bytes failed their checksum: a miss, and the page is dropped.
     Corrupt(IndexRecord),
+    /// The read itself failed (an I/O error, a short read, or a destination the kernel could
+    /// not write, EFAULT): a miss, but the page stays. Nothing proves its bytes are bad, and a
+    /// caller's bad buffer must never cost the store a page.
+    ReadFailed,
 }
 
 impl Store {
@@ -101,6 +105,7 @@ impl Store {
         let mut hits = vec![false; keys.len()];
         let mut corrupt: Vec<(&[u8], IndexRecord)> = Vec::new();
         let mut hit_bytes = 0;
+        let mut read_failed = 0u64;
         let mut pending = found;
         for attempt in 1..=READ_ATTEMPTS {
             let mut reads: Vec<PageRead<'_, '_>> = pending
@@ -131,6 +136,7 @@ impl Store {
                         }
                     }
                     Outcome::Corrupt(rec) => corrupt.push((keys[page], rec)),
+                    Outcome::ReadFailed => read_failed += 1,
                 }
             }
             if moved == 0 {
@@ -148,6 +154,9 @@ impl Store {
         Counters::add(&inner.counters.get_hits, hit_count);
         Counters::add(&inner.counters.get_misses, keys.len() as u64 - hit_count);
         Counters::add(&inner.counters.get_bytes, hit_bytes);
+        if read_failed > 0 {
+            Counters::add(&inner.counters.get_read_errors, read_failed);
+        }
         if !corrupt.is_empty() {
             Counters::add(&inner.counters.get_corrupt, corrupt.len() as u64);
             tracing::warn!(
@@ -239,12 +248,6 @@ impl Store {
 
     /// Performs one coalesced read and verifies each page.
     fn run_io(&self, keys: &[&[u8]], mut plan: IoPlan<'_, '_>) -> Vec<(usize, Outcome)> {
-        let corrupt_all = |plan: IoPlan<'_, '_>| -> Vec<(usize, Outcome)> {
-            plan.pages
-                .iter()
-                .map(|p| (p.page, Outcome::Corrupt(p.rec)))
-                .collect()
-        };
         let Some(seg) = self.inner.vlog.segment(plan.segment_id) else {
             // Reclaimed after we looked the records up: the pages moved or were evicted.
             return plan
@@ -262,7 +265,7 @@ impl Store {
             .collect();
         let mut scratch =
             AlignedBuf::zeroed(gaps.iter().map(|g| align_up(*g)).sum::<u64>() as usize);
-        let ok = {
+        let read = {
             let mut rest: &mut [u8] = &mut scratch;
             let mut iov: Vec<&mut [u8]> = Vec::new();
             let mut pages = plan.pages;
@@ -274,15 +277,24 @@ impl Store {
                     rest = tail;
                 }
             }
-            let ok = seg
-                .read_into(&mut iov, start, self.inner.config.direct_read)
-                .is_ok();
+            let read = seg.read_into(&mut iov, start, self.inner.config.direct_read);
             drop(iov);
             plan.pages = pages;
-            ok
+            read
         };
-        if !ok {
-            return corrupt_all(plan);
+        if let Err(e) = read {
+            tracing::warn!(
+                segment = plan.segment_id,
+                offset = start,
+                pages = plan.pages.len(),
+                error = %e,
+                "read failed: pages reported as misses and kept"
+            );
+            return plan
+                .pages
+                .iter()
+                .map(|p| (p.page, Outcome::ReadFailed))
+                .collect();
         }
         plan.pages
             .iter()

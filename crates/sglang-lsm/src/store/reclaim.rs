@@ -167,10 +167,15 @@ impl Inner {
     /// A sealed segment without live pages, else the one `reclaim_victim` ranks first
     /// (`store::victim`).
     fn pick_victim(&self) -> Option<u32> {
+        // The segment list first, the active id after it: a roll between the two can only
+        // raise the active id, so `id < active` drops every segment that was or became
+        // active. Read the other way round, a roll in between left the fresh, empty active
+        // segment in the list as the ideal victim, and removing it failed a writer's
+        // put_batch ("segment N is the active segment", found by tests/stress.rs).
+        let mut sealed = self.vlog.segment_sizes();
         let active = self.vlog.active_segment_id();
         let now = self.vlog.next_seqno();
-        let mut sealed = self.vlog.segment_sizes();
-        sealed.retain(|&(id, _)| id != active);
+        sealed.retain(|&(id, _)| id < active);
         let r = self.residency.read();
         victim::choose(self.config.reclaim_victim, &sealed, r.segments(), now)
     }

@@ -43,6 +43,7 @@ pub struct Counters {
     pub get_hits: AtomicU64,
     pub get_misses: AtomicU64,
     pub get_corrupt: AtomicU64,
+    pub get_read_errors: AtomicU64,
     pub get_bytes: AtomicU64,
     pub read_ios: AtomicU64,
     pub probes: AtomicU64,
@@ -133,6 +134,9 @@ pub struct StoreStats {
     pub get_misses: u64,
     /// Pages whose checksum failed: reported as misses and dropped.
     pub get_corrupt: u64,
+    /// Pages whose read failed without a checksum verdict (I/O error, short read, a
+    /// destination buffer the kernel could not write): reported as misses and kept.
+    pub get_read_errors: u64,
     /// Payload bytes returned.
     pub get_bytes: u64,
     /// Read I/Os issued after coalescing.
