@@ -31,8 +31,8 @@ use crate::backend::fast_file::{FastFile, FastFileOptions};
 use crate::backend::lsm_inline::LsmInline;
 use crate::backend::ours::Ours;
 use crate::backend::KvBackend;
-use crate::compare::{page_key, PageSlots};
 use crate::device;
+use crate::pages::{page_key, PageSlots};
 use crate::quantile::quantile;
 use crate::units::fmt_bytes;
 

@@ -1,4 +1,4 @@
-//! `sglang-lsm bench` (alias `compare`): every store side by side in one run, held against the
+//! The side-by-side store comparison of `sglang-lsm bench`: every backend held against the
 //! device limit measured in the same run.
 //!
 //! 1. **Page sizes** (128 KiB, 1 MiB, 8 MiB by default): for each, the device limit
@@ -7,103 +7,26 @@
 //!    and probe latency for 128 present keys.
 //! 2. **Object count**: small pages inserted up to each checkpoint; at each, the cost per
 //!    put, warm get and cold get, and the probe latency, per backend, within a time budget.
-//! 3. **Ablations** ([`crate::ablation`]): prefix-preserving vs scattered placement, read
-//!    coalescing, direct vs buffered writes; "value log vs inline" is `ours` vs `lsm-inline`;
-//!    then the compression measurement ([`crate::compression`]).
-//! 4. With `--report DIR`: a markdown report and PNG plots ([`crate::report`]), including
-//!    hit rate vs capacity from the policy simulators and a TTFT **model** CDF from a replay.
+//!
+//! The `bench` command ([`crate::bench`]) runs both, then the ablations and the compression
+//! measurement, and hands everything to the report.
 
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use sglang_lsm::io::AlignedBuf;
 
-use crate::ablation::{self, AblationResult};
 use crate::backend::{BackendKind, KvBackend};
-use crate::bench::CommonArgs;
-use crate::compression::{self, CompressionReport};
 use crate::device::{self, DeviceLimit};
+use crate::pages::{page_key, PageSlots};
 use crate::quantile::quantile;
-use crate::report::{self, TraceFigures};
-use crate::units::{fmt_bytes, parse_bytes};
+use crate::units::fmt_bytes;
 
 /// Pages per call (SGLang's `STORAGE_BATCH_SIZE`), capped so one batch is at most 32 MiB.
 const SGLANG_BATCH_PAGES: usize = 128;
 const MAX_BATCH_BYTES: usize = 32 << 20;
-/// Bytes at the start of each page that carry its index, checked on every read.
-const STAMP_BYTES: usize = 8;
-
-/// What the comparison needs: the options every `bench` mode shares, and the
-/// comparison's own.
-#[derive(Args, Clone, Debug)]
-pub struct CompareArgs {
-    #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
-    pub options: CompareOptions,
-}
-
-/// Options of the side-by-side comparison only (refused with `--ours-only`). The defaults are
-/// sized so the whole run takes a few minutes on a 2-core VM; the documented full-size runs
-/// pass larger values (docs/BENCHMARKS.md).
-#[derive(Args, Clone, Debug)]
-pub struct CompareOptions {
-    /// Backends to compare (default: every one compiled in).
-    #[arg(long, value_delimiter = ',', value_enum)]
-    pub backends: Vec<BackendKind>,
-    /// Probe calls timed per backend and page size.
-    #[arg(long, default_value_t = 2000)]
-    pub probe_iters: usize,
-    /// Object-count checkpoints for the scale sweep (ascending).
-    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
-    pub scale_counts: Vec<u64>,
-    /// Page size in the scale sweep.
-    #[arg(long, default_value = "4k", value_parser = parse_bytes)]
-    pub scale_page_bytes: u64,
-    /// Seconds each backend may spend inserting in the scale sweep; the sweep stops at the
-    /// first checkpoint past it (the table says where each backend stopped).
-    #[arg(long, default_value_t = 30.0)]
-    pub scale_budget_s: f64,
-    /// Skip the page-size comparison (to rerun only the sweep or the ablations).
-    #[arg(long)]
-    pub skip_page_sizes: bool,
-    /// Skip the object-count sweep.
-    #[arg(long)]
-    pub skip_scale: bool,
-    /// Skip the ablations (and the compression measurement).
-    #[arg(long)]
-    pub skip_ablations: bool,
-    /// Skip the compression measurement only.
-    #[arg(long)]
-    pub skip_compression: bool,
-    /// Pages per prefix in the placement ablation.
-    #[arg(long, default_value_t = 64)]
-    pub ablation_prefix_pages: usize,
-    /// Prefixes in the placement ablation.
-    #[arg(long, default_value_t = 32)]
-    pub ablation_prefixes: usize,
-    /// Page size in the placement ablation and the compression unit of the compression
-    /// measurement.
-    #[arg(long, default_value = "128k", value_parser = parse_bytes)]
-    pub ablation_page_bytes: u64,
-    /// Bytes of each synthetic data kind the compression measurement compresses.
-    #[arg(long, default_value = "64m", value_parser = parse_bytes)]
-    pub compression_bytes: u64,
-    /// Mooncake trace for the report's hit-rate and TTFT-model figures.
-    #[arg(long, default_value = crate::trace::BUNDLED_TRACE)]
-    pub trace: PathBuf,
-    /// Block bytes written by the report's replay (scaled down from the model's real size).
-    #[arg(long, default_value = "16k", value_parser = parse_bytes)]
-    pub replay_block_bytes: u64,
-    /// Write a markdown report and PNG plots into this directory.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-}
 
 /// One backend at one page size.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -148,55 +71,12 @@ pub struct ScalePoint {
     pub insert_s: f64,
 }
 
-/// Everything `compare` measured.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CompareReport {
-    /// Seconds since the Unix epoch when the run started.
-    pub started_unix_s: u64,
-    pub command: String,
-    pub page_sizes: Vec<PageSizeResult>,
-    pub scale_page_bytes: u64,
-    pub scale: Vec<ScalePoint>,
-    pub ablations: Vec<AblationResult>,
-    /// The compression measurement (absent in reports from before it existed).
-    #[serde(default)]
-    pub compression: Option<CompressionReport>,
-    /// Wall seconds of the whole run.
-    #[serde(default)]
-    pub wall_s: f64,
-}
-
 fn bar(len: u64, what: &str) -> ProgressBar {
     let style = ProgressStyle::with_template(&format!(
         "{what:>28} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}}"
     ))
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     ProgressBar::new(len).with_style(style)
-}
-
-/// SGLang-shaped page keys: 64 hex digits plus a namespace suffix.
-pub(crate) fn page_key(tag: &str, i: u64) -> String {
-    format!(
-        "{:016x}{:016x}{:016x}{:016x}_{tag}",
-        (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        i,
-        (i ^ 0x5555).wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
-        i.rotate_left(17)
-    )
-}
-
-/// Fills `buf` with xorshift bytes: incompressible, so no store gains from compression or
-/// deduplication it would not get in production (bf16 KV tensors compress only a little,
-/// see [`crate::compression`]).
-pub(crate) fn fill_random(buf: &mut [u8], seed: u64) {
-    let mut s = seed | 1;
-    for chunk in buf.chunks_mut(8) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        let b = s.to_le_bytes();
-        chunk.copy_from_slice(&b[..chunk.len()]);
-    }
 }
 
 fn next_rand(s: &mut u64) -> u64 {
@@ -206,234 +86,64 @@ fn next_rand(s: &mut u64) -> u64 {
     *s
 }
 
-fn backends_of(args: &CompareOptions) -> Vec<BackendKind> {
-    if args.backends.is_empty() {
-        BackendKind::available()
-    } else {
-        args.backends.clone()
-    }
-}
-
-/// Runs the comparison, prints the tables, writes JSON and the report as asked.
+/// Measures one page size: the device limit, then every backend in a fresh directory under
+/// `root`, each writing `bytes`.
 ///
 /// # Errors
-/// Bad arguments, I/O errors, or a store that returns wrong bytes or misses a page it wrote.
-pub fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
-    let report = collect(args)?;
-    print_tables(&report);
-    if let Some(path) = &args.common.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    let opts = &args.options;
-    if let Some(dir) = &opts.report {
-        let figures = if opts.trace.is_file() {
-            // The TTFT model loads hits at our store's cold-read bandwidth on the largest page
-            // size measured (closest to a model's real multi-megabyte blocks).
-            let load = report
-                .page_sizes
-                .iter()
-                .max_by_key(|p| p.page_bytes)
-                .and_then(|p| p.cases.iter().find(|c| c.backend == "ours"))
-                .map(|c| c.cold_get_bytes_per_s);
-            Some(TraceFigures::compute(
-                &opts.trace,
-                opts.replay_block_bytes,
-                load,
-            )?)
-        } else {
-            eprintln!(
-                "trace {} not found: the report omits hit rate and TTFT figures",
-                opts.trace.display()
-            );
-            None
-        };
-        report::write(dir, &report, figures.as_ref())?;
-        println!("report written to {}", dir.display());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Runs every measurement and returns the results (no printing beyond progress).
-///
-/// # Errors
-/// As [`run`].
-pub fn collect(args: &CompareArgs) -> anyhow::Result<CompareReport> {
-    let started_unix_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let root = args
-        .common
-        .dir
-        .join(format!("compare-{}", std::process::id()));
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let result = collect_in(args, &root, started_unix_s);
-    std::fs::remove_dir_all(&root).ok();
-    result
-}
-
-fn collect_in(
-    args: &CompareArgs,
+/// A page size that is not a multiple of 4 KiB, I/O errors, or a store that returns wrong
+/// bytes or misses a page it wrote.
+pub fn measure_page_size(
     root: &Path,
-    started_unix_s: u64,
-) -> anyhow::Result<CompareReport> {
-    let wall = Instant::now();
-    let (common, opts) = (&args.common, &args.options);
-    let kinds = backends_of(opts);
-    anyhow::ensure!(!kinds.is_empty(), "no backends to compare");
+    kinds: &[BackendKind],
+    bytes: u64,
+    probe_iters: usize,
+    page: u64,
+) -> anyhow::Result<PageSizeResult> {
     anyhow::ensure!(
-        opts.skip_scale
-            || (!opts.scale_counts.is_empty() && opts.scale_counts.windows(2).all(|w| w[0] < w[1])),
-        "--scale-counts must be ascending"
+        page >= 4096 && page.is_multiple_of(4096),
+        "page sizes must be multiples of 4 KiB"
     );
-    let mut page_sizes = Vec::new();
-    let sizes: &[u64] = if opts.skip_page_sizes {
-        &[]
-    } else {
-        &common.page_sizes
-    };
-    for &page in sizes {
-        anyhow::ensure!(
-            page >= 4096 && page.is_multiple_of(4096),
-            "page sizes must be multiples of 4 KiB"
-        );
-        eprintln!("{}: device limit", fmt_bytes(page));
-        let device = device::measure(root, common.bytes)?;
-        let mut cases = Vec::new();
-        for &kind in &kinds {
-            let dir = root.join(format!("{}-{page}", kind.name()));
-            let backend = kind.open(&dir)?;
-            let r = bench_case(common.bytes, opts.probe_iters, backend.as_ref(), page);
-            drop(backend);
-            std::fs::remove_dir_all(&dir).ok();
-            cases.push(r.with_context(|| format!("{} at {}", kind.name(), fmt_bytes(page)))?);
-        }
-        page_sizes.push(PageSizeResult {
-            page_bytes: page,
-            device,
-            cases,
-        });
+    eprintln!("{}: device limit", fmt_bytes(page));
+    let device = device::measure(root, bytes)?;
+    let mut cases = Vec::new();
+    for &kind in kinds {
+        let dir = root.join(format!("{}-{page}", kind.name()));
+        let backend = kind.open(&dir)?;
+        let r = bench_case(bytes, probe_iters, backend.as_ref(), page);
+        drop(backend);
+        std::fs::remove_dir_all(&dir).ok();
+        cases.push(r.with_context(|| format!("{} at {}", kind.name(), fmt_bytes(page)))?);
     }
-    let mut scale = Vec::new();
-    if !opts.skip_scale {
-        for &kind in &kinds {
-            let dir = root.join(format!("scale-{}", kind.name()));
-            let backend = kind.open(&dir)?;
-            let r = scale_sweep(opts, backend.as_ref());
-            drop(backend);
-            std::fs::remove_dir_all(&dir).ok();
-            scale.extend(r.with_context(|| format!("scale sweep of {}", kind.name()))?);
-        }
-    }
-    let (ablations, compression) = if opts.skip_ablations {
-        (Vec::new(), None)
-    } else {
-        let ablations = ablation::run_all(
-            root,
-            opts.ablation_prefixes,
-            opts.ablation_prefix_pages,
-            opts.ablation_page_bytes,
-        )?;
-        let compression = if opts.skip_compression {
-            None
-        } else {
-            // The device right before the codecs, so "would it help" compares like with like.
-            eprintln!("compression: device limit, then the codecs");
-            let device = device::measure(root, common.bytes)?;
-            Some(compression::run(
-                opts.compression_bytes,
-                opts.ablation_page_bytes,
-                device,
-            )?)
-        };
-        (ablations, compression)
-    };
-    Ok(CompareReport {
-        started_unix_s,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        page_sizes,
-        scale_page_bytes: opts.scale_page_bytes,
-        scale,
-        ablations,
-        compression,
-        wall_s: wall.elapsed().as_secs_f64(),
+    Ok(PageSizeResult {
+        page_bytes: page,
+        device,
+        cases,
     })
 }
 
-/// Per-slot page buffers for one batch, each split into K and V halves when it can be.
-pub(crate) struct PageSlots {
-    bufs: Vec<AlignedBuf>,
-    page: usize,
-}
-
-impl PageSlots {
-    pub(crate) fn new(slots: usize, page: usize, seed: u64) -> Self {
-        let bufs = (0..slots)
-            .map(|i| {
-                let mut b = AlignedBuf::zeroed(page);
-                fill_random(&mut b, seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9));
-                b
-            })
-            .collect();
-        Self { bufs, page }
+/// The object-count sweep over every backend, each in a fresh directory under `root`:
+/// `page_bytes` pages inserted up to each of the ascending `counts`, stopping at the first
+/// checkpoint past `budget_s` seconds of inserting.
+///
+/// # Errors
+/// I/O errors, or a store that misses a page it wrote.
+pub fn scale_sweep(
+    root: &Path,
+    kinds: &[BackendKind],
+    counts: &[u64],
+    page_bytes: u64,
+    budget_s: f64,
+) -> anyhow::Result<Vec<ScalePoint>> {
+    let mut scale = Vec::new();
+    for &kind in kinds {
+        let dir = root.join(format!("scale-{}", kind.name()));
+        let backend = kind.open(&dir)?;
+        let r = sweep_backend(backend.as_ref(), counts, page_bytes, budget_s);
+        drop(backend);
+        std::fs::remove_dir_all(&dir).ok();
+        scale.extend(r.with_context(|| format!("scale sweep of {}", kind.name()))?);
     }
-
-    /// Stamps slot `i` with page index `idx`, as every read checks.
-    pub(crate) fn stamp(&mut self, i: usize, idx: u64) {
-        self.bufs[i][..STAMP_BYTES].copy_from_slice(&idx.to_le_bytes());
-    }
-
-    pub(crate) fn stamp_of(&self, i: usize) -> u64 {
-        let mut a = [0u8; STAMP_BYTES];
-        a.copy_from_slice(&self.bufs[i][..STAMP_BYTES]);
-        u64::from_le_bytes(a)
-    }
-
-    /// Slot `i`'s bytes past the stamp: equal for two `PageSlots` built with the same seed,
-    /// so a reader can check a page's exact content against a reference set.
-    pub(crate) fn body(&self, i: usize) -> &[u8] {
-        &self.bufs[i][STAMP_BYTES..]
-    }
-
-    fn halves(page: usize) -> usize {
-        // Split K|V at a 4 KiB boundary so aligned stores keep every part aligned.
-        if page >= 8192 && (page / 2).is_multiple_of(4096) {
-            page / 2
-        } else {
-            page
-        }
-    }
-
-    pub(crate) fn parts(&self, n: usize) -> Vec<Vec<&[u8]>> {
-        let h = Self::halves(self.page);
-        self.bufs[..n]
-            .iter()
-            .map(|b| {
-                if h == self.page {
-                    vec![&b[..]]
-                } else {
-                    let (k, v) = b.split_at(h);
-                    vec![k, v]
-                }
-            })
-            .collect()
-    }
-
-    pub(crate) fn parts_mut(&mut self, n: usize) -> Vec<Vec<&mut [u8]>> {
-        let h = Self::halves(self.page);
-        let page = self.page;
-        self.bufs[..n]
-            .iter_mut()
-            .map(|b| {
-                if h == page {
-                    vec![&mut b[..]]
-                } else {
-                    let (k, v) = b.split_at_mut(h);
-                    vec![k, v]
-                }
-            })
-            .collect()
-    }
+    Ok(scale)
 }
 
 fn key_refs(keys: &[String]) -> Vec<&[u8]> {
@@ -571,10 +281,15 @@ fn read_all(
 const SCALE_SAMPLE_BATCHES: usize = 100;
 const SCALE_COLD_BATCHES: usize = 20;
 
-fn scale_sweep(args: &CompareOptions, backend: &dyn KvBackend) -> anyhow::Result<Vec<ScalePoint>> {
-    let page = usize::try_from(args.scale_page_bytes)?;
+fn sweep_backend(
+    backend: &dyn KvBackend,
+    counts: &[u64],
+    page_bytes: u64,
+    budget_s: f64,
+) -> anyhow::Result<Vec<ScalePoint>> {
+    let page = usize::try_from(page_bytes)?;
     let name = backend.name();
-    let total = args.scale_counts.iter().copied().max().unwrap_or(0);
+    let total = counts.iter().copied().max().unwrap_or(0);
     let pb = ProgressBar::new(total).with_style(
         ProgressStyle::with_template(&format!(
             "{name:>12} insert {{bar:30}} {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
@@ -587,11 +302,11 @@ fn scale_sweep(args: &CompareOptions, backend: &dyn KvBackend) -> anyhow::Result
     let mut insert_s = 0.0f64;
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut points = Vec::new();
-    for &target in &args.scale_counts {
-        if insert_s > args.scale_budget_s {
+    for &target in counts {
+        if insert_s > budget_s {
             eprintln!(
                 "{name}: scale sweep stopped at {written} objects (budget {} s spent)",
-                args.scale_budget_s
+                budget_s
             );
             break;
         }
@@ -679,10 +394,10 @@ fn gbps(b: f64) -> String {
 }
 
 /// The page-size table as markdown (also used by the report).
-pub fn page_size_table(r: &CompareReport) -> String {
+pub fn page_size_table(page_sizes: &[PageSizeResult]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    for ps in &r.page_sizes {
+    for ps in page_sizes {
         let ours = ps.cases.iter().find(|c| c.backend == "ours");
         let _ = writeln!(
             s,
@@ -724,24 +439,24 @@ pub fn page_size_table(r: &CompareReport) -> String {
     s
 }
 
-/// The object-count table as markdown.
-pub fn scale_table(r: &CompareReport) -> String {
+/// The object-count table as markdown (also used by the report).
+pub fn scale_table(scale_page_bytes: u64, scale: &[ScalePoint]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    if r.scale.is_empty() {
+    if scale.is_empty() {
         return s;
     }
     let _ = writeln!(
         s,
         "\n**Object count** ({} pages; put cost per page over the last 12,800 pages before each checkpoint plus the sync there)\n",
-        fmt_bytes(r.scale_page_bytes)
+        fmt_bytes(scale_page_bytes)
     );
     let _ = writeln!(
         s,
         "| backend | objects | put us/page | warm get us/page | cold get us/page | probe128 us | disk | insert s |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for p in &r.scale {
+    for p in scale {
         let _ = writeln!(
             s,
             "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} |",
@@ -755,14 +470,14 @@ pub fn scale_table(r: &CompareReport) -> String {
             p.insert_s
         );
     }
-    let mut names: Vec<&str> = r.scale.iter().map(|p| p.backend.as_str()).collect();
+    let mut names: Vec<&str> = scale.iter().map(|p| p.backend.as_str()).collect();
     names.dedup();
     let _ = writeln!(
         s,
         "\nGrowth from the first to the last checkpoint each backend reached:\n"
     );
     for n in names {
-        let pts: Vec<&ScalePoint> = r.scale.iter().filter(|p| p.backend == n).collect();
+        let pts: Vec<&ScalePoint> = scale.iter().filter(|p| p.backend == n).collect();
         if let (Some(a), Some(b)) = (pts.first(), pts.last()) {
             if pts.len() > 1 {
                 let _ = writeln!(
@@ -778,18 +493,4 @@ pub fn scale_table(r: &CompareReport) -> String {
         }
     }
     s
-}
-
-fn print_tables(r: &CompareReport) {
-    println!("{}", page_size_table(r));
-    println!("{}", scale_table(r));
-    println!("{}", ablation::table(&r.ablations));
-    if let Some(c) = &r.compression {
-        println!("{}", compression::table(c));
-    }
-    println!(
-        "wall time {:.0} s. Ratios are within this run; on a shared or virtual disk repeat it \
-         before trusting a difference under ~30%.",
-        r.wall_s
-    );
 }

@@ -26,8 +26,8 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::compare::fill_random;
 use crate::device::DeviceLimit;
+use crate::pages::fill_random;
 use crate::units::fmt_bytes;
 
 /// Passes per measurement; the best one is kept.

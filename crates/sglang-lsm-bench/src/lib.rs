@@ -1,24 +1,26 @@
 //! # sglang-lsm-bench
 //!
 //! Benchmark tooling for the sglang-lsm storage engine (issue 4's trace replay, issue 5's
-//! eviction baselines):
+//! eviction baselines). The modules form three layers, and each imports only from its own
+//! layer's helpers or from layers below it (issue 12 broke an import cycle here):
 //!
-//! - [`trace`]: a loader for Mooncake-format JSONL request traces, with per-line errors and
-//!   summary statistics.
-//! - [`policy`]: capacity-bounded cache simulators over block ids that measure the *prefix* hit
-//!   rate SGLang sees (a block only counts if every block before it in the request hit): plain
-//!   LRU, offline Belady, and prefix-aware leaf-only policies.
-//! - [`ttft`]: a TTFT **model** (load time of hit pages + prefill time of missed tokens) with
-//!   documented model profiles, and SGLang's prefetch-timeout rule for "timely" hits.
-//! - [`replay`]: replays a trace against a real [`sglang_lsm::Store`], enforcing the capacity
-//!   with a chosen policy, and reports measured I/O next to the simulated baselines.
-//! - [`bench`]: the `bench` command: [`compare`] (every store side by side, [`ablation`]s,
-//!   [`compression`]) or, with `--ours-only`, [`micro`] (our store alone) — each against the
-//!   device limit ([`device`]) measured in the same run; [`scale`]: cost and memory from 100k
-//!   to 10M pages; [`capacity`]: the disk bound and a restart in a 10x-capacity write run.
+//! 1. **Helpers** (import nothing above them):
+//!    [`units`] (byte sizes), `quantile`, [`device`] (the O_DIRECT device limit), [`backend`]
+//!    (the stores compared), `pages` (page keys, fills, stamped page buffers), [`args`]
+//!    (options every `bench` mode shares), `plot` (the embedded font), [`trace`] (Mooncake
+//!    JSONL traces), [`policy`] (prefix hit-rate simulators: LRU, Belady, leaf-only),
+//!    [`ttft`] (a TTFT **model**), [`gen`] (synthetic traces).
+//! 2. **Benchmarks**, one module each, built on the helpers only and never on each other:
+//!    [`compare`] (every store side by side: page sizes, object count), [`ablation`],
+//!    [`compression`], [`micro`] (our store alone), [`scale`] (cost and memory from 100k to
+//!    10M pages), [`capacity`] (the disk bound and a restart), [`adaptive`] (the controller),
+//!    [`replay`] (a trace against a real [`sglang_lsm::Store`] under a chosen policy).
+//! 3. **Top**: [`report`] (the whole run's results, markdown and plots; may use everything
+//!    below), then [`bench`](mod@bench), the command that runs the suite and writes the report.
 
 pub mod ablation;
 pub mod adaptive;
+pub mod args;
 pub mod backend;
 pub mod bench;
 pub mod capacity;
@@ -27,6 +29,8 @@ pub mod compression;
 pub mod device;
 pub mod gen;
 pub mod micro;
+mod pages;
+mod plot;
 pub mod policy;
 mod quantile;
 pub mod replay;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use sglang_lsm::io::AlignedBuf;
 use sglang_lsm::{Store, StoreConfig};
 
-use crate::bench::CommonArgs;
+use crate::args::CommonArgs;
 use crate::device::{self, DeviceLimit};
 use crate::quantile::quantile;
 use crate::units::{fmt_bytes, parse_bytes};

@@ -1,5 +1,6 @@
-//! `--report DIR`: a markdown report (`report.md`), the raw results (`compare.json`) and PNG
-//! plots drawn with plotters:
+//! The top of the results: [`CompareReport`], everything one `bench` run measured, and what
+//! `--report DIR` writes from it: a markdown report (`report.md`), the raw results
+//! (`compare.json`) and PNG plots drawn with plotters:
 //!
 //! - `throughput_vs_page_size.png`: put and cold-get GB/s per backend, with the device limit;
 //! - `cost_vs_objects.png`: put and cold-get cost per page as the object count grows;
@@ -12,35 +13,43 @@
 //! need no system fonts or C libraries.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use anyhow::Context;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::ablation;
-use crate::compare::{page_size_table, scale_table, CompareReport};
+use crate::ablation::{self, AblationResult};
+use crate::compare::{page_size_table, scale_table, PageSizeResult, ScalePoint};
+use crate::compression::{self, CompressionReport};
+use crate::plot::{err, register_font, FONT_FAMILY};
 use crate::policy::{simulate_kind, PolicyKind};
 use crate::replay::{run_detailed, ReplayArgs, ReplayReport};
 use crate::trace::Trace;
 use crate::ttft::ModelKind;
 use crate::units::fmt_bytes;
 
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-pub(crate) const FONT_FAMILY: &str = "sans-serif";
 /// Capacities of the hit-rate figure, as fractions of the trace's distinct blocks (the
 /// REFERENCE.md §6 grid).
 pub const CAPACITY_FRACS: [f64; 4] = [0.01, 0.05, 0.10, 0.25];
 /// Capacity of the replay behind the TTFT figure.
 const TTFT_CAPACITY_FRAC: f64 = 0.10;
 
-pub(crate) fn register_font() -> anyhow::Result<()> {
-    static DONE: OnceLock<bool> = OnceLock::new();
-    let ok = *DONE.get_or_init(|| {
-        plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT).is_ok()
-    });
-    anyhow::ensure!(ok, "the embedded DejaVu Sans font did not load");
-    Ok(())
+/// Everything one `bench` run measured: what the report shows and `--json` writes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CompareReport {
+    /// Seconds since the Unix epoch when the run started.
+    pub started_unix_s: u64,
+    pub command: String,
+    pub page_sizes: Vec<PageSizeResult>,
+    pub scale_page_bytes: u64,
+    pub scale: Vec<ScalePoint>,
+    pub ablations: Vec<AblationResult>,
+    /// The compression measurement (absent in reports from before it existed).
+    #[serde(default)]
+    pub compression: Option<CompressionReport>,
+    /// Wall seconds of the whole run.
+    #[serde(default)]
+    pub wall_s: f64,
 }
 
 /// Hit rates and the TTFT model from the trace.
@@ -117,11 +126,11 @@ pub fn write(dir: &Path, r: &CompareReport, figures: Option<&TraceFigures>) -> a
          each page size.\n",
         r.command, r.started_unix_s
     ));
-    md.push_str(&page_size_table(r));
-    md.push_str(&scale_table(r));
+    md.push_str(&page_size_table(&r.page_sizes));
+    md.push_str(&scale_table(r.scale_page_bytes, &r.scale));
     md.push_str(&ablation::table(&r.ablations));
     if let Some(c) = &r.compression {
-        md.push_str(&crate::compression::table(c));
+        md.push_str(&compression::table(c));
     }
     if !r.page_sizes.is_empty() {
         plot_throughput(&dir.join("throughput_vs_page_size.png"), r)?;
@@ -205,10 +214,6 @@ fn hit_rate_table(f: &TraceFigures) -> String {
 type Series = (String, Vec<(f64, f64)>, bool);
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
-
-pub(crate) fn err(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("plot: {e}")
-}
 
 /// Draws one log-x line chart of `series` (name, points) into `area`.
 #[allow(clippy::too_many_arguments)]

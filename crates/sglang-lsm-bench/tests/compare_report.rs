@@ -4,7 +4,7 @@
 use std::io::Write as _;
 
 use clap::Parser;
-use sglang_lsm_bench::compare::{self, CompareArgs};
+use sglang_lsm_bench::bench::{self, CompareArgs};
 use sglang_lsm_bench::report::{self, TraceFigures};
 
 #[derive(Parser)]
@@ -65,7 +65,7 @@ fn compare_runs_every_backend_and_the_report_has_tables_and_plots() {
         "--compression-bytes",
         "512k",
     ]);
-    let r = compare::collect(&cli.args).expect("compare runs");
+    let r = bench::collect(&cli.args).expect("compare runs");
     let kinds = sglang_lsm_bench::backend::BackendKind::available();
     assert_eq!(r.page_sizes.len(), 2);
     for ps in &r.page_sizes {

@@ -45,7 +45,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sglang_lsm::{Store, StoreConfig};
 
-use crate::compare::PageSlots;
+use crate::pages::PageSlots;
 use crate::quantile::quantile;
 use crate::units::{fmt_bytes, parse_bytes};
 use disk::{DiskSample, Sampler, Samples};

@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::CapacityReport;
-use crate::report::{err, register_font, FONT_FAMILY};
+use crate::plot::{err, register_font, FONT_FAMILY};
 
 const GIB: f64 = (1u64 << 30) as f64;
 

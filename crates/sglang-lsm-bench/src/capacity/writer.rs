@@ -11,7 +11,7 @@ use sglang_lsm::{Store, StoreConfig};
 
 use super::disk::Samples;
 use super::{CapacityArgs, ChainCheck, StoreSample};
-use crate::compare::{page_key, PageSlots};
+use crate::pages::{page_key, PageSlots};
 
 /// Seed of the page patterns (writer slots and the reference copy are built from it).
 pub(super) const PATTERN_SEED: u64 = 0xCAFE;
