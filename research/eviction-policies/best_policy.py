@@ -1,12 +1,14 @@
-"""Best online policy found: 'BHaz' = learned-class reuse probability x frequency-weighted recency hazard,
-with admission control, leaf-only sampled eviction.  Reproduce: python3 best_policy.py
-Per-page state: n (reuse count, saturating), last-access time (request counter), class id (1 byte).
-History for uncached blocks: bounded ghost table (same 3 fields) of G entries, LRU-replaced.
-Global state: two small float tables A[class], B[class] (number of accesses of class c / number later re-accessed)."""
-import json, sys
+"""Best online policies found: learned reuse probability per class x frequency-weighted recency
+hazard, p(class) * n / (K + n*age), with admission control (admit only above the victim).
+Per-page state: n (request count, saturating), last access (request index), class.
+class = (min(n, NC), first sighting in a request whose first block is known, output_length bucket);
+p(class) = (re-accesses of class + prior*p0) / (blocks assigned to class + prior), learned online.
+Uncached blocks keep their state in a ghost table (unbounded, or G entries LRU-replaced).
+`useout=False` drops the output_length bucket, which a store does not see when it admits a page."""
 from collections import defaultdict, OrderedDict
-from core2 import *
-OUT=[json.loads(l)['output_length'] for l in open(__import__('trace_path').TRACE)]
+from core import OUT, P2
+
+
 def obk(o): return min(o.bit_length(),11)
 class BHazG(P2):
     def __init__(s,K=400.0,NC=6,prior=5.0,p0=0.3,useout=True,usetail=True,adm=True,sl=1.0,G=None,nsat=15):
@@ -45,14 +47,10 @@ class BHazG(P2):
     def pri(s,b,now):
         n,l,c=s.get(b); return s.p(c)*n/(s.K+n*(now-l))
     def admit(s,b,ri,i,r,vp): return (not s.adm) or s.pri(b,ri)>s.sl*vp
-if __name__=='__main__':
-    evalp2('BEST bhaz(out,tail) K=400 NC=6 unbounded ghost',lambda:BHazG())
-    evalp2('BEST bhaz(out,tail) K=400 NC=6 ghost=43924/2',lambda:BHazG(G=distinct//2))
-
 class BHazS(BHazG):
-    """Same policy, but the reuse count n of uncached blocks comes from a frequency sketch (emulated exactly
-    here by a dict of 4-bit saturating counters, optionally halved every `reset` block accesses as in TinyLFU),
-    and the bounded ghost only keeps (last, class) used for learning p(class)."""
+    """Same policy with bounded state: n comes from a frequency sketch (emulated exactly here by a dict
+    of 4-bit saturating counters, optionally halved every `reset` block accesses as in TinyLFU), so
+    the bounded ghost (G entries) only has to remember last access and class for learning p(class)."""
     def __init__(s,reset=None,**kw):
         super().__init__(**kw); s.cnt=defaultdict(int); s.reset=reset; s.acc=0
     def begin(s,ri,r,h):
@@ -61,7 +59,6 @@ class BHazS(BHazG):
         ob=obk(OUT[ri]) if s.useout else 0
         known = s.cnt.get(r[0],0)>0
         for b in r:
-            if s.cnt[b] and (b in s.page or b in s.ghost or b in s.tmp): pass
             st=s.page.get(b)
             if st is None:
                 st=s.ghost.pop(b,None)
