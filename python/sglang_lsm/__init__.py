@@ -214,6 +214,11 @@ class Store:
         return f"<sglang_lsm.Store {self.path!r} ({state})>"
 
 
+# A follower that rescans less than daily serves a store frozen in time; the bound also keeps
+# the value inside the engine's u64 (a bare OverflowError otherwise).
+_MAX_REFRESH_INTERVAL_MS = 86_400_000
+
+
 class Follower:
     """A read-only view of a store that another process writes.
 
@@ -235,9 +240,10 @@ class Follower:
             raise InvalidArgumentError(
                 f"refresh_interval_ms must be an integer, got {refresh_interval_ms!r}"
             )
-        if refresh_interval_ms < 0:
+        if not 0 <= refresh_interval_ms <= _MAX_REFRESH_INTERVAL_MS:
             raise InvalidArgumentError(
-                f"refresh_interval_ms must not be negative, got {refresh_interval_ms}"
+                f"refresh_interval_ms must be between 0 and {_MAX_REFRESH_INTERVAL_MS} "
+                f"(one day), got {refresh_interval_ms}"
             )
         self._native = _native.Follower(str(path), refresh_interval_ms)
 

@@ -266,6 +266,16 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
             self.store = Follower(self.store_path, refresh_interval_ms=follower_refresh_ms)
         self.capacity_bytes = capacity_bytes
         self.metrics_exporter: Optional[MetricsExporter] = None
+        # From here on the store holds its directory LOCK: any failure must release it, or a
+        # retry in the same process (or SGLang's restart of this rank) finds the store locked.
+        try:
+            self._finish_init(options, capacity_bytes)
+        except BaseException:
+            self._close_after_failure()
+            raise
+
+    def _finish_init(self, options: dict, capacity_bytes: Optional[int]) -> None:
+        """Everything after the store opened: metrics exporter, namespaces, the log line."""
         metrics_port = options.get("metrics_port")
         if metrics_port is not None:
             if isinstance(metrics_port, bool) or not isinstance(metrics_port, int) or not (
@@ -302,6 +312,13 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
             "unbounded" if capacity_bytes is None else f"{capacity_bytes} bytes",
             self.interface_v1,
         )
+
+    def _close_after_failure(self) -> None:
+        """Releases the store (and exporter) of a backend that failed to start."""
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            logger.exception("HiCacheLSM: closing the store after a failed start failed")
 
     # ------------------------------------------------------------------ setup
 
@@ -352,6 +369,15 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         ``interface_v1``, checks once that the pool can describe its pages, so an unsupported
         pool fails at startup rather than on every transfer.
         """
+        try:
+            self._register(mem_pool_host)
+        except BaseException:
+            # SGLang aborts startup on this error; release the LOCK now, not at garbage
+            # collection, so the restarted rank can open the store.
+            self._close_after_failure()
+            raise
+
+    def _register(self, mem_pool_host: Any) -> None:
         self.mem_pool_host = mem_pool_host
         self._page_tokens = int(
             getattr(mem_pool_host, "logical_page_size", None)

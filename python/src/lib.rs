@@ -8,6 +8,8 @@
 //! `sglang_lsm/errors.py` (picked by the engine's error code), carrying the engine's message.
 //! Argument problems found here use the same classes with the code `invalid_argument`.
 
+mod memcheck;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,6 +128,42 @@ impl Region {
             std::slice::from_raw_parts_mut(self.addr as *mut u8, self.len)
         }
     }
+}
+
+/// Refuses caller-vouched addresses this process cannot read (or, for destinations, write)
+/// before any I/O, so a bad `data_ptr()` is an `InvalidArgumentError` and the store unchanged.
+fn check_mapped(pages: &[Vec<Region>], writable: bool) -> sglang_lsm::Result<()> {
+    let spans: Vec<memcheck::Span> = pages
+        .iter()
+        .flatten()
+        .map(|r| memcheck::Span {
+            addr: r.addr,
+            len: r.len,
+        })
+        .collect();
+    memcheck::check(&spans, writable).map_err(|(span, addr)| {
+        let (page_no, r) = pages
+            .iter()
+            .enumerate()
+            .flat_map(|(no, p)| p.iter().map(move |r| (no, r)))
+            .nth(span)
+            .map_or((0, Region { addr: 0, len: 0 }), |(no, r)| (no, *r));
+        sglang_lsm::Error::InvalidArgument(format!(
+            "page {page_no}: region {:#x}+{} is not {} memory of this process (byte {addr:#x} \
+             faults); pass data_ptr() of a live CPU tensor and its size in bytes",
+            r.addr,
+            r.len,
+            if writable { "writable" } else { "readable" }
+        ))
+    })
+}
+
+/// Where a page's regions came from: Python buffers are valid by construction, raw addresses
+/// are checked against the process's memory map first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Buffers,
+    Pointers,
 }
 
 /// Buffers borrowed from Python objects through the buffer protocol. The `PyUntypedBuffer`s
@@ -296,9 +334,13 @@ fn put_regions(
     keys: &[Vec<u8>],
     pages: &[Vec<Region>],
     prefix: &[Vec<u8>],
+    source: Source,
 ) -> PyResult<Vec<bool>> {
     check_count(py, "values", keys.len(), pages.len())?;
     let result = py.detach(|| {
+        if source == Source::Pointers {
+            check_mapped(pages, false)?;
+        }
         let keys = as_slices(keys);
         let prefix = as_slices(prefix);
         // SAFETY: every region is either a live Python buffer held by the caller until this
@@ -318,10 +360,14 @@ fn get_regions(
     store: &(impl ReadPages + ?Sized),
     keys: &[Vec<u8>],
     pages: &[Vec<Region>],
+    source: Source,
 ) -> PyResult<Vec<bool>> {
     check_count(py, "buffers", keys.len(), pages.len())?;
     check_disjoint(py, pages)?;
     let result = py.detach(|| {
+        if source == Source::Pointers {
+            check_mapped(pages, true)?;
+        }
         let keys = as_slices(keys);
         // SAFETY: regions are writable (checked for Python buffers, vouched for by pointer
         // callers), alive until this returns, and pairwise disjoint (check_disjoint).
@@ -423,7 +469,7 @@ impl NativeStore {
         let keys = keys_from(keys)?;
         let prefix = optional_keys(prefix_keys)?;
         let borrowed = borrow_pages(values, false)?;
-        put_regions(py, &store, &keys, &borrowed.pages, &prefix)
+        put_regions(py, &store, &keys, &borrowed.pages, &prefix, Source::Buffers)
     }
 
     fn get_batch(
@@ -435,7 +481,7 @@ impl NativeStore {
         let store = self.store(py)?;
         let keys = keys_from(keys)?;
         let borrowed = borrow_pages(buffers, true)?;
-        get_regions(py, &*store, &keys, &borrowed.pages)
+        get_regions(py, &*store, &keys, &borrowed.pages, Source::Buffers)
     }
 
     #[pyo3(signature = (keys, ptrs, sizes, prefix_keys=None))]
@@ -451,7 +497,7 @@ impl NativeStore {
         let keys = keys_from(keys)?;
         let prefix = optional_keys(prefix_keys)?;
         let pages = pointer_pages(py, ptrs, sizes)?;
-        put_regions(py, &store, &keys, &pages, &prefix)
+        put_regions(py, &store, &keys, &pages, &prefix, Source::Pointers)
     }
 
     fn get_batch_ptrs(
@@ -464,7 +510,7 @@ impl NativeStore {
         let store = self.store(py)?;
         let keys = keys_from(keys)?;
         let pages = pointer_pages(py, ptrs, sizes)?;
-        get_regions(py, &*store, &keys, &pages)
+        get_regions(py, &*store, &keys, &pages, Source::Pointers)
     }
 
     fn get<'py>(
@@ -616,7 +662,7 @@ impl NativeFollower {
         let follower = self.follower(py)?;
         let keys = keys_from(keys)?;
         let borrowed = borrow_pages(buffers, true)?;
-        get_regions(py, &*follower, &keys, &borrowed.pages)
+        get_regions(py, &*follower, &keys, &borrowed.pages, Source::Buffers)
     }
 
     fn get_batch_ptrs(
@@ -629,7 +675,7 @@ impl NativeFollower {
         let follower = self.follower(py)?;
         let keys = keys_from(keys)?;
         let pages = pointer_pages(py, ptrs, sizes)?;
-        get_regions(py, &*follower, &keys, &pages)
+        get_regions(py, &*follower, &keys, &pages, Source::Pointers)
     }
 
     fn get<'py>(
