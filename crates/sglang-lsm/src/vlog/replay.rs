@@ -67,6 +67,32 @@ pub(crate) fn read_frame_at(file: &File, offset: u64, file_len: u64) -> Option<F
     format::decode_header(&block)
 }
 
+/// The entries that pass `intact`, less every descendant (within the frame) of one that does
+/// not: replaying a child whose parent rotted would leave a page `exists` counts and `probe`
+/// can never reach (issue 14). A batch lists a chain parent first, but the loop does not rely
+/// on that: it repeats until nothing more drops, at most once per entry.
+fn intact_without_orphans(
+    entries: Vec<format::EntryMeta>,
+    intact: impl Fn(&format::EntryMeta) -> bool,
+) -> Vec<format::EntryMeta> {
+    let (mut kept, rotten): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| intact(e));
+    let mut dropped: std::collections::HashSet<u64> = rotten
+        .iter()
+        .map(|e| crate::key::fingerprint(&e.key))
+        .collect();
+    for _ in 0..=kept.len() {
+        let (orphans, rest): (Vec<_>, Vec<_>) = kept
+            .into_iter()
+            .partition(|e| dropped.contains(&e.parent_fp));
+        kept = rest;
+        if orphans.is_empty() {
+            break;
+        }
+        dropped.extend(orphans.iter().map(|e| crate::key::fingerprint(&e.key)));
+    }
+    kept
+}
+
 /// Whether an entry's payload matches its checksum.
 fn payload_intact(seg: &Segment, frame_offset: u64, e: &format::EntryMeta) -> bool {
     let Ok(len) = usize::try_from(e.payload_len) else {
@@ -128,7 +154,9 @@ pub(super) fn scan(
             if let Some((off, h)) = frames.last_mut() {
                 if h.kind == FrameKind::Put && after_seqno.is_none_or(|a| h.seqno > a) {
                     let before = h.entries.len();
-                    h.entries.retain(|e| payload_intact(seg, *off, e));
+                    h.entries = intact_without_orphans(std::mem::take(&mut h.entries), |e| {
+                        payload_intact(seg, *off, e)
+                    });
                     if h.entries.len() < before {
                         tracing::warn!(
                             segment = seg.id,
@@ -176,4 +204,36 @@ pub(super) fn scan(
         next_segment_id,
         next_seqno: max_seqno.map_or(1, |s| s + 1),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::{fingerprint, NO_PARENT};
+
+    fn entry(key: &str, parent: Option<&str>) -> format::EntryMeta {
+        format::EntryMeta {
+            key: key.as_bytes().to_vec(),
+            parent_fp: parent.map_or(NO_PARENT, |p| fingerprint(p.as_bytes())),
+            payload_offset: 4096,
+            payload_len: 1,
+            payload_crc: 0,
+        }
+    }
+
+    #[test]
+    fn a_rotten_page_takes_its_descendants_in_the_frame_with_it() {
+        // Chain a -> b -> c -> d (listed child first, to not rely on order), plus x -> y.
+        let entries = vec![
+            entry("d", Some("c")),
+            entry("c", Some("b")),
+            entry("b", Some("a")),
+            entry("a", None),
+            entry("x", None),
+            entry("y", Some("x")),
+        ];
+        let kept = intact_without_orphans(entries, |e| e.key != b"b");
+        let keys: Vec<&[u8]> = kept.iter().map(|e| e.key.as_slice()).collect();
+        assert_eq!(keys, vec![&b"a"[..], b"x", b"y"]);
+    }
 }
