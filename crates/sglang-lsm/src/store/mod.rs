@@ -19,6 +19,7 @@ mod reclaim;
 mod residency;
 mod space;
 mod stats;
+mod tombstones;
 mod verify;
 mod victim;
 mod write;

@@ -234,10 +234,13 @@ impl Inner {
             // all Delete frames for pages evicted from *other* segments. Deleting the file
             // would drop them from replay and resurrect stale records after a crash (found by
             // the bounded SIGKILL test), so persist the index up to the victim first.
-            let newest = self.vlog.frames(victim).iter().map(|(_, h)| h.seqno).max();
+            let frames = self.vlog.frames(victim);
+            let newest = frames.iter().map(|(_, h)| h.seqno).max();
             if newest > self.index.persisted_seqno() {
                 self.flush_index()?;
             }
+            // And a Delete in the victim may cancel a Put in an older segment that stays.
+            self.carry_tombstones(victim, &frames)?;
             self.vlog.remove_segment(victim)?;
             out.freed_bytes = before;
             Counters::add(&self.counters.segments_reclaimed, 1);

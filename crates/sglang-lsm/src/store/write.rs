@@ -397,7 +397,20 @@ impl super::Inner {
         w: &mut crate::vlog::Writer,
         pages: &[(&[u8], Fingerprint)],
     ) -> Result<Vec<Slot>> {
-        let mut frame = PreparedFrame::marker(FrameKind::Delete, pages);
+        let records: Vec<(&[u8], Fingerprint, u32)> = {
+            let r = self.residency.read();
+            pages
+                .iter()
+                .map(|&(k, parent)| {
+                    (
+                        k,
+                        parent,
+                        r.slot(fingerprint(k)).map_or(0, |s| s.segment_id),
+                    )
+                })
+                .collect()
+        };
+        let mut frame = PreparedFrame::deletes(&records);
         let at = self.vlog.append(w, &mut frame)?;
         let mut r = self.residency.write();
         let mut removed = Vec::with_capacity(pages.len());

@@ -61,6 +61,15 @@ pub struct EntryMeta {
     pub payload_crc: u32,
 }
 
+impl EntryMeta {
+    /// For a Delete record: the segment that held the Put it cancels, if the writer knew it
+    /// (records of builds before this field was used say 0, "not known").
+    #[must_use]
+    pub fn cancelled_put_segment(&self) -> Option<u32> {
+        u32::try_from(self.payload_offset).ok().filter(|&id| id > 0)
+    }
+}
+
 /// A decoded frame header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrameHeader {

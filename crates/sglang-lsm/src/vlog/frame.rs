@@ -118,6 +118,30 @@ impl<'a> PreparedFrame<'a> {
         Self::new(kind, entries, align_up(hlen as u64), Vec::new())
     }
 
+    /// A Delete frame. Each record names the page, its parent, and the segment that held the
+    /// Put it cancels (0: not known), kept in the record's otherwise unused `payload_offset`
+    /// (docs/FORMAT.md) so reclamation knows how long the tombstone must outlive that Put.
+    #[must_use]
+    pub fn deletes(records: &[(&[u8], Fingerprint, u32)]) -> Self {
+        let entries: Vec<EntryMeta> = records
+            .iter()
+            .map(|&(k, parent, put_segment)| EntryMeta {
+                key: k.to_vec(),
+                parent_fp: parent,
+                payload_offset: u64::from(put_segment),
+                payload_len: 0,
+                payload_crc: 0,
+            })
+            .collect();
+        let hlen = header_len(entries.iter().map(|e| e.key.len()));
+        Self::new(
+            FrameKind::Delete,
+            entries,
+            align_up(hlen as u64),
+            Vec::new(),
+        )
+    }
+
     fn new(
         kind: FrameKind,
         entries: Vec<EntryMeta>,
