@@ -148,7 +148,7 @@ proptest::proptest! {
         let f = Follower::open(dir.path(), 0).expect("follower");
         for (k, &is_live) in live.iter().enumerate() {
             let key = format!("k{k}");
-            let got = read_pages_with(&[key.clone()], page_len(k), |ks, b| {
+            let got = read_pages_with(std::slice::from_ref(&key), page_len(k), |ks, b| {
                 f.get_batch(ks, b).expect("follower get")
             });
             if let Some(bytes) = &got[0] {
