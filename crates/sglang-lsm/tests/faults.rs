@@ -226,3 +226,69 @@ fn failed_reads_are_misses_and_keep_the_page() {
         );
     }
 }
+
+/// A cascading delete larger than one Delete frame (65,536 records) that fails between its
+/// frames (ENOSPC here; a SIGKILL there is the same: each frame is durable on its own) leaves
+/// a smaller tree, never an orphan: leaves go first, the root last.
+#[test]
+fn a_cascade_cut_short_between_frames_leaves_no_orphan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = Arc::new(FaultInjector::default());
+    let s = Store::open_with_faults(dir.path(), small_config(), Arc::clone(&faults)).expect("open");
+    // One chain c0 -> c1 -> ... of 70,000 one-byte pages, written 1,000 at a time.
+    let n = 70_000;
+    let ks: Vec<String> = (0..n).map(|i| format!("c{i:06}")).collect();
+    let value = [7u8];
+    for (b, chunk) in ks.chunks(1_000).enumerate() {
+        let refs: Vec<&[u8]> = chunk.iter().map(|k| k.as_bytes()).collect();
+        let parts: Vec<Vec<&[u8]>> = chunk.iter().map(|_| vec![&value[..]]).collect();
+        let prefix: Vec<&[u8]> = if b == 0 {
+            vec![]
+        } else {
+            vec![ks[b * 1_000 - 1].as_bytes()]
+        };
+        assert!(s
+            .put_batch(&refs, &parts, &prefix)
+            .expect("put")
+            .iter()
+            .all(|&x| x));
+    }
+    // Let k write syscalls through, then fail all: while k is too few for the first frame,
+    // it is rolled back and nothing changes; the first k that fits it cuts the cascade
+    // between its first and second frame.
+    let mut cut = false;
+    for k in 1..=64 {
+        faults.enospc_after(k);
+        let result = s.delete(ks[0].as_bytes());
+        faults.clear();
+        assert!(
+            result.is_err(),
+            "with {k} writes allowed the whole cascade went through"
+        );
+        let present = ks
+            .iter()
+            .filter(|k| s.exists(k.as_bytes()).expect("exists"))
+            .count();
+        if present < n {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "no write budget cut the cascade");
+    let present: Vec<bool> = ks
+        .iter()
+        .map(|k| s.exists(k.as_bytes()).expect("exists"))
+        .collect();
+    let kept = present.iter().take_while(|&&p| p).count();
+    assert!(
+        kept < n,
+        "the first frame deleted nothing: the test did not cut the cascade"
+    );
+    assert!(
+        present[kept..].iter().all(|&p| !p),
+        "orphans: {} pages present below missing page {kept}",
+        present[kept..].iter().filter(|&&p| p).count()
+    );
+    let refs: Vec<&[u8]> = ks.iter().map(|k| k.as_bytes()).collect();
+    assert_eq!(s.probe(&refs, &[]).expect("probe"), kept);
+}

@@ -315,6 +315,11 @@ impl Store {
                 }
             }
             self.collect_descendants(&mut doomed)?;
+            // Breadth-first order lists every page after its parent; reversed, leaves go
+            // first and the roots last. Each frame is durable on its own, so a crash (or a
+            // failed write) between frames leaves the pages not yet deleted, an
+            // ancestor-closed set: a smaller tree, never an orphan (issue 16).
+            doomed.reverse();
             let refs: Vec<&[u8]> = doomed.iter().map(Vec::as_slice).collect();
             let mut removed = 0;
             for chunk in refs.chunks(MAX_FRAME_RECORDS) {
