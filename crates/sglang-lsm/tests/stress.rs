@@ -17,6 +17,8 @@ use common::page_bytes;
 
 const THREADS: usize = 8;
 const PAGE_BYTES: usize = 64 << 10;
+const CAPACITY_BYTES: u64 = 16 << 20;
+const SEGMENT_BYTES: u64 = 1 << 20;
 /// Chains per thread and pages per chain: enough distinct keys to keep the store evicting.
 const CHAINS: u64 = 64;
 const CHAIN_PAGES: u64 = 8;
@@ -97,8 +99,8 @@ fn eight_threads_of_mixed_operations_never_fail_or_return_wrong_bytes() {
         // The smallest bound (16 MiB) over the smallest segments (1 MiB, 16 pages): segments
         // roll every few batches, reclamation runs constantly, and any thread's batch may find
         // the store full.
-        capacity_bytes: Some(16 << 20),
-        segment_bytes: 1 << 20,
+        capacity_bytes: Some(CAPACITY_BYTES),
+        segment_bytes: SEGMENT_BYTES,
         memtable_bytes: 64 << 10,
         ..StoreConfig::default()
     };
@@ -110,7 +112,27 @@ fn eight_threads_of_mixed_operations_never_fail_or_return_wrong_bytes() {
             std::thread::spawn(move || worker(&store, t, deadline))
         })
         .collect();
+    // The log bound with batches in flight (issue 16): the bound plus one segment, the
+    // transient of a reclamation that has relocated into the active segment and not yet
+    // deleted its victim. Sampled while the workers run.
+    let monitor = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            let mut peak_log_bytes = 0u64;
+            while Instant::now() < deadline {
+                peak_log_bytes = peak_log_bytes.max(store.stats().log_bytes);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            peak_log_bytes
+        })
+    };
     let ops: u64 = handles.into_iter().map(|h| h.join().expect("worker")).sum();
+    let peak_log_bytes = monitor.join().expect("monitor");
+    let bound_bytes = CAPACITY_BYTES + SEGMENT_BYTES;
+    assert!(
+        peak_log_bytes <= bound_bytes,
+        "log reached {peak_log_bytes} bytes, over the bound {bound_bytes}"
+    );
     assert!(ops > 0);
     let st = store.stats();
     assert_eq!(st.get_corrupt, 0, "{st:?}");

@@ -52,6 +52,9 @@ pub(crate) struct Inner {
     free_space: Option<space::FreeSpace>,
     quotas: quota::Quotas,
     reclaim_lock: parking_lot::Mutex<()>,
+    /// Log bytes promised to batches that passed the capacity check and have not appended
+    /// yet: concurrent batches share the bound instead of each seeing all of it.
+    log_reserved_bytes: parking_lot::Mutex<u64>,
     /// Parents of pages a put is about to publish; eviction spares them (`store::pins`).
     pins: pins::Pins,
     /// Present when `admission = second_sighting`.
@@ -200,6 +203,7 @@ impl Store {
             free_space,
             quotas,
             reclaim_lock: parking_lot::Mutex::new(()),
+            log_reserved_bytes: parking_lot::Mutex::new(0),
             pins: pins::Pins::default(),
             ghost,
             history,

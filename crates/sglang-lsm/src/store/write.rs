@@ -133,7 +133,7 @@ impl Store {
         }
         let quota_from = self.quota_cutoff(&chosen, keys, values, &parents)?;
         decline(&mut results, &mut chosen, quota_from, &inner.counters);
-        let capacity_from = self.capacity_cutoff(&chosen, values)?;
+        let (capacity_from, reservation) = self.capacity_cutoff(&chosen, values)?;
         decline(&mut results, &mut chosen, capacity_from, &inner.counters);
         if chosen.is_empty() {
             return Ok(results);
@@ -158,6 +158,7 @@ impl Store {
         {
             let mut w = inner.vlog.lock_writer();
             let at = inner.vlog.append(&mut w, &mut frame)?;
+            drop(reservation); // the log now counts these bytes itself
             let mut r = inner.residency.write();
             let publish_started = std::time::Instant::now();
             let memtable_fill_bytes = inner.index.memtable_bytes();
@@ -223,34 +224,42 @@ impl Store {
 
     /// Index into `chosen` from which pages are declined for the log bound (capacity and
     /// free-space floor). Pages are taken in batch order and the rest declined once one does
-    /// not fit, because a child is useless without its parent. Checked before the append lock,
-    /// so concurrent batches can overshoot the bound by at most the batches in flight.
-    fn capacity_cutoff(&self, chosen: &[usize], values: &[Vec<&[u8]>]) -> Result<usize> {
+    /// not fit, because a child is useless without its parent. What fits is reserved until the
+    /// batch has appended (drop the returned guard then), so concurrent batches never add up
+    /// past the bound.
+    fn capacity_cutoff(
+        &self,
+        chosen: &[usize],
+        values: &[Vec<&[u8]>],
+    ) -> Result<(usize, LogReservation<'_>)> {
+        let reserved = &self.inner.log_reserved_bytes;
+        let none = LogReservation { reserved, bytes: 0 };
         let Some(cap) = self.inner.log_bound() else {
-            return Ok(chosen.len());
+            return Ok((chosen.len(), none));
         };
-        let need: u64 = 4096
-            + chosen
-                .iter()
-                .map(|&i| {
-                    crate::vlog::format::align_up(values[i].iter().map(|p| p.len() as u64).sum())
-                })
-                .sum::<u64>();
-        if self.inner.vlog.total_bytes() + need > cap {
-            // Full: reclaim inline rather than fail; whatever still does not fit is declined.
-            self.inner.make_room(need)?;
-        }
-        let used = self.inner.vlog.total_bytes();
+        let page_bytes = |i: usize| {
+            crate::vlog::format::align_up(values[i].iter().map(|p| p.len() as u64).sum())
+        };
         // One header block per frame, plus aligned payloads.
-        let mut need = 4096u64;
-        for (n, &i) in chosen.iter().enumerate() {
-            let len: u64 = values[i].iter().map(|p| p.len() as u64).sum();
-            need += crate::vlog::format::align_up(len);
-            if used + need > cap {
-                return Ok(n);
-            }
+        let need: u64 = 4096 + chosen.iter().map(|&i| page_bytes(i)).sum::<u64>();
+        let others = *reserved.lock();
+        if self.inner.vlog.total_bytes() + others + need > cap {
+            // Full: reclaim inline rather than fail; whatever still does not fit is declined.
+            self.inner.make_room(need + others)?;
         }
-        Ok(chosen.len())
+        let mut held = reserved.lock();
+        let used = self.inner.vlog.total_bytes() + *held;
+        let mut take = 4096u64;
+        for (n, &i) in chosen.iter().enumerate() {
+            if used + take + page_bytes(i) > cap {
+                return Ok((
+                    n,
+                    reserve(&mut held, reserved, if n == 0 { 0 } else { take }),
+                ));
+            }
+            take += page_bytes(i);
+        }
+        Ok((chosen.len(), reserve(&mut held, reserved, take)))
     }
 
     /// Deletes a page and every resident descendant (a descendant is reachable only through
@@ -428,4 +437,27 @@ impl super::Inner {
         }
         Ok(removed)
     }
+}
+
+/// Log bytes a batch holds under the bound until it has appended; released on drop.
+pub(crate) struct LogReservation<'a> {
+    reserved: &'a parking_lot::Mutex<u64>,
+    bytes: u64,
+}
+
+impl Drop for LogReservation<'_> {
+    fn drop(&mut self) {
+        let mut r = self.reserved.lock();
+        debug_assert!(*r >= self.bytes, "reservation released twice");
+        *r = r.saturating_sub(self.bytes);
+    }
+}
+
+fn reserve<'a>(
+    held: &mut u64,
+    reserved: &'a parking_lot::Mutex<u64>,
+    bytes: u64,
+) -> LogReservation<'a> {
+    *held += bytes;
+    LogReservation { reserved, bytes }
 }
