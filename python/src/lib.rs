@@ -132,7 +132,7 @@ impl Region {
 
 /// Refuses caller-vouched addresses this process cannot read (or, for destinations, write)
 /// before any I/O, so a bad `data_ptr()` is an `InvalidArgumentError` and the store unchanged.
-fn check_mapped(pages: &[Vec<Region>], writable: bool) -> sglang_lsm::Result<()> {
+fn refuse_unmapped(pages: &[Vec<Region>], writable: bool) -> sglang_lsm::Result<()> {
     let spans: Vec<memcheck::Span> = pages
         .iter()
         .flatten()
@@ -339,7 +339,7 @@ fn put_regions(
     check_count(py, "values", keys.len(), pages.len())?;
     let result = py.detach(|| {
         if source == Source::Pointers {
-            check_mapped(pages, false)?;
+            refuse_unmapped(pages, false)?;
         }
         let keys = as_slices(keys);
         let prefix = as_slices(prefix);
@@ -366,7 +366,7 @@ fn get_regions(
     check_disjoint(py, pages)?;
     let result = py.detach(|| {
         if source == Source::Pointers {
-            check_mapped(pages, true)?;
+            refuse_unmapped(pages, true)?;
         }
         let keys = as_slices(keys);
         // SAFETY: regions are writable (checked for Python buffers, vouched for by pointer

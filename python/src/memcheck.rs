@@ -99,47 +99,50 @@ pub fn check(spans: &[Span], writable: bool) -> Result<(), (usize, usize)> {
     let probes = probe_addresses(spans);
     let mut scratch = vec![0u8; IOV_MAX.min(probes.len())];
     for chunk in probes.chunks(IOV_MAX) {
-        let mut remote: Vec<libc::iovec> = chunk
+        let remote: Vec<libc::iovec> = chunk
             .iter()
             .map(|&(addr, _)| libc::iovec {
                 iov_base: addr as *mut libc::c_void,
                 iov_len: 1,
             })
             .collect();
-        let mut local = libc::iovec {
+        let local = libc::iovec {
             iov_base: scratch.as_mut_ptr().cast(),
             iov_len: chunk.len(),
         };
-        // SAFETY: `local` is our own scratch buffer of `chunk.len()` bytes; the kernel checks
-        // every remote address and fails with EFAULT instead of faulting.
-        let read = unsafe {
-            libc::process_vm_readv(
-                libc::getpid(),
-                &local,
-                1,
-                remote.as_ptr(),
-                remote.len() as libc::c_ulong,
-                0,
-            )
-        };
-        done(read, chunk)?;
+        done(transfer(libc::process_vm_readv, &local, &remote), chunk)?;
         if writable {
-            local.iov_len = chunk.len();
-            // SAFETY: as above; it writes back the bytes just read from the same addresses.
-            let wrote = unsafe {
-                libc::process_vm_writev(
-                    libc::getpid(),
-                    &local,
-                    1,
-                    remote.as_mut_ptr(),
-                    remote.len() as libc::c_ulong,
-                    0,
-                )
-            };
-            done(wrote, chunk)?;
+            // Writes back the bytes just read, to the same addresses.
+            done(transfer(libc::process_vm_writev, &local, &remote), chunk)?;
         }
     }
     Ok(())
+}
+
+/// The signature `process_vm_readv` and `process_vm_writev` share.
+type VmCopy = unsafe extern "C" fn(
+    libc::pid_t,
+    *const libc::iovec,
+    libc::c_ulong,
+    *const libc::iovec,
+    libc::c_ulong,
+    libc::c_ulong,
+) -> libc::ssize_t;
+
+/// One `process_vm_*` call between our `local` scratch and the `remote` probes, on our own pid.
+fn transfer(copy: VmCopy, local: &libc::iovec, remote: &[libc::iovec]) -> isize {
+    // SAFETY: `local` is our own scratch buffer, as long as there are probes; the kernel
+    // checks every remote address and fails with EFAULT instead of faulting.
+    unsafe {
+        copy(
+            libc::getpid(),
+            local,
+            1,
+            remote.as_ptr(),
+            remote.len() as libc::c_ulong,
+            0,
+        )
+    }
 }
 
 /// A partial transfer stops at the first failing iovec, so the count of bytes moved is the

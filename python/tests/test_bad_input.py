@@ -1,20 +1,19 @@
 """Bad input from the caller never crashes the process, never costs the store a page, and
-never leaves the directory LOCK held (issues 14, 15, 16)."""
+never reads or writes memory it was not given (issues 14, 16). The backend's lock release
+after a failed start is tested in test_hicache.py."""
 
 from __future__ import annotations
 
 import mmap
-import socket
 import subprocess
 import sys
 import textwrap
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import sglang_lsm
-from sglang_lsm import InvalidArgumentError, StoreError
+from sglang_lsm import InvalidArgumentError
 
 PAGE = 8192
 
@@ -139,60 +138,3 @@ def test_good_pointers_still_round_trip(tmp_path):
 def test_follower_refresh_interval_too_large_is_a_typed_error(tmp_path):
     with pytest.raises(InvalidArgumentError, match="refresh_interval_ms"):
         sglang_lsm.Follower(tmp_path / "kv", 1 << 70)
-
-
-def _config(storage_dir, extra):
-    return SimpleNamespace(
-        tp_rank=0,
-        tp_size=1,
-        pp_rank=0,
-        pp_size=1,
-        attn_cp_rank=0,
-        attn_cp_size=1,
-        is_mla_model=False,
-        enable_storage_metrics=False,
-        is_page_first_layout=True,
-        model_name="test/model",
-        tp_lcm_size=None,
-        should_split_heads=False,
-        dp_rank=0,
-        extra_config={"storage_dir": str(storage_dir), **extra},
-        dcp_size=1,
-        dcp_rank=0,
-        logical_page_size=None,
-    )
-
-
-def test_failed_backend_start_releases_the_store_lock(tmp_path):
-    """A metrics port already in use fails HiCacheLSM's start; the store it opened must be
-    closed, so that a second try in the same process opens it."""
-    from sglang_lsm.hicache import HiCacheLSM
-
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen(1)
-    port = taken.getsockname()[1]
-    try:
-        with pytest.raises(StoreError, match="cannot serve metrics"):
-            HiCacheLSM(_config(tmp_path, {"metrics_port": port}), {})
-        backend = HiCacheLSM(_config(tmp_path, {}), {})
-        backend.close()
-    finally:
-        taken.close()
-
-
-def test_failed_pool_registration_releases_the_store_lock(tmp_path):
-    from sglang_lsm.hicache import HiCacheLSM
-
-    class NoZeroCopy:
-        page_size = 1
-        layout = "page_unified"
-
-        def get_page_buffer_meta(self, indices):
-            raise ValueError("Unsupported layout: page_unified")
-
-    backend = HiCacheLSM(_config(tmp_path, {"interface_v1": 1}), {})
-    with pytest.raises(InvalidArgumentError, match="page_unified"):
-        backend.register_mem_pool_host(NoZeroCopy())
-    again = HiCacheLSM(_config(tmp_path, {"interface_v1": 1}), {})
-    again.close()

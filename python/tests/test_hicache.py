@@ -350,7 +350,30 @@ def test_unsupported_pool_fails_at_registration(tmp_path):
     backend = HiCacheLSM(make_config(tmp_path), {})
     with pytest.raises(InvalidArgumentError, match="page_unified"):
         backend.register_mem_pool_host(NoZeroCopy("page_first"))
-    backend.close()
+    # The failed registration already released the store's LOCK: SGLang's restart of the
+    # rank, or a retry in this process, opens it.
+    again = HiCacheLSM(make_config(tmp_path), {})
+    again.close()
+    backend.close()  # idempotent
+
+
+def test_failed_start_releases_the_store_lock(tmp_path):
+    """A metrics port already in use fails the start; the store it opened must be closed,
+    so a second try in the same process opens it."""
+    import socket
+
+    from sglang_lsm import StoreError
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(StoreError, match="cannot serve metrics"):
+            HiCacheLSM(make_config(tmp_path, extra={"metrics_port": port}), {})
+        HiCacheLSM(make_config(tmp_path), {}).close()
+    finally:
+        taken.close()
 
 
 # --------------------------------------------------------------------------- never raise

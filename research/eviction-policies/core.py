@@ -26,6 +26,15 @@ class Policy:
     def evicted(self, b, k=None): pass
 
 
+def leading_cached(r, nodes):
+    """Prefix hits of request r: its leading blocks that are cached."""
+    h = 0
+    for b in r:
+        if b not in nodes: break
+        h += 1
+    return h
+
+
 def run(cap, pol):
     nodes = {}; heap = []; hits = 0  # nodes: b -> [parent, cached children, key]
     def peek():
@@ -35,10 +44,7 @@ def run(cap, pol):
             return k
         return None
     for ri, r in enumerate(reqs):
-        h = 0
-        for b in r:
-            if b not in nodes: break
-            h += 1
+        h = leading_cached(r, nodes)
         hits += h
         pol.begin(ri, r, h)
         for i, b in enumerate(r):
@@ -81,10 +87,7 @@ def run2(cap, pol, K=32, seed=1):
         p = lpos.pop(b); last = leaves.pop()
         if last != b: leaves[p] = last; lpos[last] = p
     for ri, r in enumerate(reqs):
-        h = 0
-        for b in r:
-            if b not in nodes: break
-            h += 1
+        h = leading_cached(r, nodes)
         hits += h
         pol.begin(ri, r, h)
         for i, b in enumerate(r):
