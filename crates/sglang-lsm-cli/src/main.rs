@@ -48,6 +48,10 @@ enum Command {
         /// Store directory.
         dir: PathBuf,
     },
+    /// The node service: owns one store and serves every SGLang process on the node over a
+    /// Unix socket (clients: `sglang_lsm.Client`, HiCacheLSM's `"server"` option). Runs in
+    /// the foreground; SIGTERM or SIGINT closes it cleanly.
+    Serve(cmd::serve::ServeArgs),
     /// Print store statistics.
     Stats {
         /// Store directory.
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Command::Gen(args) => gen::run(&args),
         Command::Replay(args) => cmd::replay(&args),
         Command::Verify { dir } => cmd::verify(&dir),
+        Command::Serve(args) => cmd::serve::serve(&args),
         Command::Stats {
             dir,
             json,

@@ -93,6 +93,16 @@ pub enum Error {
     /// The LSM index reported a failure.
     #[error("index error: {0}")]
     Index(String),
+
+    /// The node service could not be reached, timed out, or broke the connection. The call
+    /// had no effect the client can rely on; the next call reconnects.
+    #[error("node service unavailable: {0}")]
+    Unavailable(String),
+
+    /// The node service refused this client: another protocol version, a uid or gid it does
+    /// not allow, or its client bound reached.
+    #[error("node service refused the connection: {0}")]
+    Refused(String),
 }
 
 impl Error {
@@ -111,6 +121,8 @@ impl Error {
             Self::Corrupt { .. } => "corrupt",
             Self::Io { .. } => "io",
             Self::Index(_) => "index",
+            Self::Unavailable(_) => "unavailable",
+            Self::Refused(_) => "refused",
         }
     }
 

@@ -28,10 +28,12 @@ pub mod follower;
 pub mod index;
 pub mod io;
 pub mod key;
+pub mod service;
 pub mod store;
 pub mod vlog;
 
 pub use config::{Admission, Durability, ReclaimVictim, StoreConfig, MAX_KEY_BYTES};
 pub use error::{Error, Result};
 pub use follower::{Follower, FollowerStats};
+pub use service::{Client, ClientOptions, Server, ServerOptions};
 pub use store::{NamespaceStats, SegmentUsage, Store, StoreStats, VerifyReport};

@@ -1,4 +1,6 @@
-//! Operator commands: `verify`, `stats`.
+//! Operator commands: `verify`, `stats`, `replay`, `serve`.
+
+pub mod serve;
 
 use std::path::Path;
 use std::process::ExitCode;
