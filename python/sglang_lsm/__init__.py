@@ -33,6 +33,8 @@ from .errors import (
     InvalidArgumentError,
     LengthMismatchError,
     NoSpaceError,
+    ServiceRefusedError,
+    ServiceUnavailableError,
     StoreClosedError,
     StoreError,
     StoreIOError,
@@ -42,6 +44,7 @@ from .errors import (
 __all__ = [
     "Store",
     "Follower",
+    "Client",
     "StoreError",
     "InvalidArgumentError",
     "LengthMismatchError",
@@ -50,6 +53,8 @@ __all__ = [
     "StoreIOError",
     "CorruptStoreError",
     "StoreClosedError",
+    "ServiceUnavailableError",
+    "ServiceRefusedError",
     "__version__",
 ]
 
@@ -58,42 +63,10 @@ __version__: str = _native.__version__
 Key = Union[str, bytes]
 
 
-class Store:
-    """An open store in one directory.
+class _PageCalls:
+    """The calls a :class:`Store` and a :class:`Client` share, with the same results."""
 
-    Args:
-        path: the store directory; created if missing. One process (one ``Store``) may have
-            a directory open at a time; a second open raises :class:`StoreLockedError`.
-        capacity_bytes: the most bytes of page data to keep. When full, the engine evicts
-            old pages or declines new ones (``put_batch`` returns ``False`` for those).
-            ``None`` uses the engine's default.
-        **options: further engine settings, passed through unchanged; the engine rejects
-            unknown names with :class:`InvalidArgumentError`. They include ``durability``
-            (``"none"``, ``"batch"`` or ``"periodic"``), ``sync_interval_ms``, ``direct_write``, ``direct_read``,
-            ``segment_bytes``, ``memtable_bytes`` and ``read_threads``.
-
-    The store is a context manager: leaving the ``with`` block closes it.
-    """
-
-    def __init__(self, path: Any, capacity_bytes: int | None = None, **options: Any):
-        config = dict(options)
-        if capacity_bytes is not None:
-            config["capacity_bytes"] = capacity_bytes
-        try:
-            config_json = json.dumps(config)
-        except (TypeError, ValueError) as e:
-            raise InvalidArgumentError(f"store options must be JSON values: {e}") from e
-        self._native = _native.Store(str(path), config_json)
-
-    @property
-    def path(self) -> str:
-        """The store directory."""
-        return self._native.path
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` has been called."""
-        return self._native.closed
+    _native: Any
 
     def put_batch(
         self,
@@ -200,18 +173,126 @@ class Store:
 
     def close(self) -> None:
         """Flushes and closes the store, releasing the directory. Calls in progress on other
-        threads complete first; later calls raise :class:`StoreClosedError`. Idempotent."""
+        threads complete first; later calls raise :class:`StoreClosedError`. Idempotent.
+        (A :class:`Client` drops its connections; the service's store stays open.)"""
         self._native.close()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> _PageCalls:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+
+class Store(_PageCalls):
+    """An open store in one directory.
+
+    Args:
+        path: the store directory; created if missing. One process (one ``Store``) may have
+            a directory open at a time; a second open raises :class:`StoreLockedError`.
+        capacity_bytes: the most bytes of page data to keep. When full, the engine evicts
+            old pages or declines new ones (``put_batch`` returns ``False`` for those).
+            ``None`` uses the engine's default.
+        **options: further engine settings, passed through unchanged; the engine rejects
+            unknown names with :class:`InvalidArgumentError`. They include ``durability``
+            (``"none"``, ``"batch"`` or ``"periodic"``), ``sync_interval_ms``, ``direct_write``, ``direct_read``,
+            ``segment_bytes``, ``memtable_bytes`` and ``read_threads``.
+
+    The store is a context manager: leaving the ``with`` block closes it.
+    """
+
+    def __init__(self, path: Any, capacity_bytes: int | None = None, **options: Any):
+        config = dict(options)
+        if capacity_bytes is not None:
+            config["capacity_bytes"] = capacity_bytes
+        try:
+            config_json = json.dumps(config)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError(f"store options must be JSON values: {e}") from e
+        self._native = _native.Store(str(path), config_json)
+
+    @property
+    def path(self) -> str:
+        """The store directory."""
+        return self._native.path
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._native.closed
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<sglang_lsm.Store {self.path!r} ({state})>"
+
+
+# A call may wait at most a day; a client uses at most this many connections (each maps an
+# arena of the service's --arena-mib).
+_MAX_TIMEOUT_MS = 86_400_000
+_MAX_CONNECTIONS = 64
+
+
+class Client(_PageCalls):
+    """A client of a node service (``sglang-lsm serve``), with the calls and results of
+    :class:`Store`.
+
+    Many processes on a node (TP ranks, DP replicas, prefill and decode workers, servers of
+    other models) share one store through the service: pages one process writes, every other
+    one reads, under the service's one capacity bound. Page bytes never cross the socket:
+    they move through shared memory the service maps, one copy each way.
+
+    Args:
+        socket: the service's Unix socket (``sglang-lsm serve --socket``).
+        timeout_ms: every call finishes within this or raises
+            :class:`ServiceUnavailableError`; calls never hang on a dead or stopped service,
+            and the next call reconnects by itself once the service is back.
+        max_connections: connections kept for calls from several threads at once.
+        connect: connect now, so a wrong path (:class:`ServiceUnavailableError`) or a refused
+            uid or version (:class:`ServiceRefusedError`) fails here rather than at first use.
+
+    Errors of the service's store arrive as the same classes an embedded store raises.
+    """
+
+    def __init__(
+        self,
+        socket: Any,
+        timeout_ms: int = 10_000,
+        max_connections: int = 4,
+        connect: bool = True,
+    ):
+        for name, value, high in (
+            ("timeout_ms", timeout_ms, _MAX_TIMEOUT_MS),
+            ("max_connections", max_connections, _MAX_CONNECTIONS),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise InvalidArgumentError(
+                    f"{name} must be an integer between 1 and {high}, got {value!r}"
+                )
+        self._native = _native.Client(str(socket), timeout_ms, max_connections, bool(connect))
+
+    def connect(self) -> None:
+        """Connects now (calls connect by themselves): raises
+        :class:`ServiceUnavailableError` or :class:`ServiceRefusedError`."""
+        self._native.connect()
+
+    @property
+    def socket(self) -> str:
+        """The service's socket path."""
+        return self._native.socket
+
+    @property
+    def path(self) -> str:
+        """The service's socket path (where a :class:`Store` has its directory)."""
+        return self._native.socket
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._native.closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<sglang_lsm.Client {self.socket!r} ({state})>"
 
 
 # A follower that rescans less than daily serves a store frozen in time; the bound also keeps

@@ -15,6 +15,8 @@ NoSpaceError              no_space                                         OSErr
 StoreIOError              io                                               OSError
 CorruptStoreError         corrupt, format_version, index                   -
 StoreClosedError          closed                                           -
+ServiceUnavailableError   unavailable (node service down, timed out)       ConnectionError
+ServiceRefusedError       refused (uid/gid, protocol version, client cap)  ConnectionError
 ========================  ===============================================  ==================
 """
 
@@ -29,6 +31,8 @@ __all__ = [
     "StoreIOError",
     "CorruptStoreError",
     "StoreClosedError",
+    "ServiceUnavailableError",
+    "ServiceRefusedError",
 ]
 
 
@@ -90,6 +94,20 @@ class StoreClosedError(StoreError):
     code = "closed"
 
 
+class ServiceUnavailableError(StoreError, ConnectionError):
+    """The node service could not be reached, timed out or dropped the connection. The call
+    had no effect to rely on; the next call reconnects."""
+
+    code = "unavailable"
+
+
+class ServiceRefusedError(StoreError, ConnectionError):
+    """The node service refused this client: a uid or gid it does not allow, another
+    protocol version, or its client bound reached. The message says which, and the fix."""
+
+    code = "refused"
+
+
 _BY_CODE: dict[str, type[StoreError]] = {
     "invalid_argument": InvalidArgumentError,
     "key_too_long": InvalidArgumentError,
@@ -103,6 +121,8 @@ _BY_CODE: dict[str, type[StoreError]] = {
     "format_version": CorruptStoreError,
     "index": CorruptStoreError,
     "closed": StoreClosedError,
+    "unavailable": ServiceUnavailableError,
+    "refused": ServiceRefusedError,
 }
 
 

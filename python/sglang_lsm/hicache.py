@@ -83,8 +83,8 @@ import threading
 import time
 from typing import Any, List, Optional, Sequence
 
-from . import Follower, Store
-from .errors import InvalidArgumentError, StoreError
+from . import Client, Follower, Store
+from .errors import InvalidArgumentError, ServiceUnavailableError, StoreError
 from .exporter import MetricsExporter
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,21 @@ _BACKEND_KEYS = (
     "metrics_port",
     "metrics_host",
     "follower_refresh_ms",
+    "server",
+    "server_timeout_ms",
 )
+
+# With "server", these are all the backend reads; store options belong to the service.
+_SERVICE_KEYS = (
+    "server",
+    "server_timeout_ms",
+    "namespace",
+    "metrics_port",
+    "metrics_host",
+)
+
+# A node service that is down is reported at most this often.
+_UNAVAILABLE_LOG_INTERVAL_S = 10.0
 
 # Version of the namespace recipe: bump it when the inputs or their encoding change.
 _NAMESPACE_VERSION = 1
@@ -196,6 +210,56 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         self.is_writer = not self.is_mla or self.tp_rank == self.dcp_rank
         writer_tp_rank = self.tp_rank if self.is_writer else self.dcp_rank
 
+        server = options.get("server")
+        if server is not None:
+            capacity_bytes = self._connect_service(server, options)
+        else:
+            capacity_bytes = self._open_embedded(options, writer_tp_rank)
+        self.capacity_bytes = capacity_bytes
+        self.metrics_exporter: Optional[MetricsExporter] = None
+        # From here on the store holds its directory LOCK: any failure must release it, or a
+        # retry in the same process (or SGLang's restart of this rank) finds the store locked.
+        try:
+            self._finish_init(options, capacity_bytes)
+        except BaseException:
+            self._close_after_failure()
+            raise
+
+    def _connect_service(self, server: Any, options: dict) -> None:
+        """``"server"``: every rank of every instance uses the node's service and its one
+        capacity bound, so the store's options belong to the service, not here."""
+        if not isinstance(server, str) or not server:
+            raise InvalidArgumentError(
+                f'HiCacheLSM: "server" must be the node service\'s socket path, got {server!r}'
+            )
+        misplaced = sorted(
+            k
+            for k in options
+            if k not in _SGLANG_KEYS and k not in _SERVICE_KEYS
+        )
+        if misplaced:
+            raise InvalidArgumentError(
+                f"HiCacheLSM: with \"server\" the store belongs to the node service; set "
+                f"{', '.join(misplaced)} there (`sglang-lsm serve --capacity ... --config "
+                f"FILE.json`), not in extra_config"
+            )
+        timeout_ms = options.get("server_timeout_ms", 10_000)
+        self.user_namespace = self._namespace_option(options)
+        self.store_path = server
+        self.store = Client(server, timeout_ms=timeout_ms, connect=False)
+        try:
+            self.store.connect()
+        except ServiceUnavailableError as e:
+            # SGLang may start before the service; calls miss until it is up, then reconnect.
+            logger.warning("HiCacheLSM: %s; serving misses until it is up", e)
+        except BaseException:
+            self.store.close()
+            raise
+        return None
+
+    def _open_embedded(self, options: dict, writer_tp_rank: int) -> Optional[int]:
+        """Without ``"server"``: this rank's own store under ``storage_dir`` (an MLA reader
+        rank follows its writer's)."""
         storage_dir = options.get("storage_dir")
         if not isinstance(storage_dir, str) or not storage_dir:
             raise InvalidArgumentError(
@@ -222,12 +286,7 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
                     f'HiCacheLSM: "capacity_gb" must be positive, got {capacity_gb!r}'
                 )
             capacity_bytes = int(capacity_gb * 1e9) // self.ranks_sharing_dir
-        user_namespace = options.get("namespace")
-        if user_namespace is not None and not isinstance(user_namespace, str):
-            raise InvalidArgumentError(
-                f'HiCacheLSM: "namespace" must be a string, got {user_namespace!r}'
-            )
-        self.user_namespace = user_namespace or ""
+        self.user_namespace = self._namespace_option(options)
         engine_options = {
             k: v for k, v in options.items() if k not in _SGLANG_KEYS and k not in _BACKEND_KEYS
         }
@@ -264,15 +323,16 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         else:
             # The writer rank's store, read through its log; engine options are the writer's.
             self.store = Follower(self.store_path, refresh_interval_ms=follower_refresh_ms)
-        self.capacity_bytes = capacity_bytes
-        self.metrics_exporter: Optional[MetricsExporter] = None
-        # From here on the store holds its directory LOCK: any failure must release it, or a
-        # retry in the same process (or SGLang's restart of this rank) finds the store locked.
-        try:
-            self._finish_init(options, capacity_bytes)
-        except BaseException:
-            self._close_after_failure()
-            raise
+        return capacity_bytes
+
+    @staticmethod
+    def _namespace_option(options: dict) -> str:
+        user_namespace = options.get("namespace")
+        if user_namespace is not None and not isinstance(user_namespace, str):
+            raise InvalidArgumentError(
+                f'HiCacheLSM: "namespace" must be a string, got {user_namespace!r}'
+            )
+        return user_namespace or ""
 
     def _finish_init(self, options: dict, capacity_bytes: Optional[int]) -> None:
         """Everything after the store opened: metrics exporter, namespaces, the log line."""
@@ -300,6 +360,7 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
             )
 
         self.mem_pool_host: Any = None
+        self._unavailable_logged_at = -float("inf")
         self._page_tokens = 1
         self._metrics_lock = threading.Lock()
         self._metrics = LSMStorageMetrics()
@@ -457,6 +518,17 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
             [sizes[i * per : (i + 1) * per] for i in range(n_pages)],
         )
 
+    def _failed(self, error: BaseException, what: str, *args: Any) -> None:
+        """Logs a failed call. A node service that is down fails every call until it is
+        back; that is one warning per interval, not a traceback per call."""
+        if isinstance(error, ServiceUnavailableError):
+            now = time.monotonic()
+            if now - self._unavailable_logged_at >= _UNAVAILABLE_LOG_INTERVAL_S:
+                self._unavailable_logged_at = now
+                logger.warning("HiCacheLSM: %s failed: %s", what % args, error)
+            return
+        logger.error("HiCacheLSM: %s failed", what % args, exc_info=error)
+
     def _record(self, kind: str, ok: Sequence[bool], sizes: list, seconds: float) -> None:
         if not self.enable_metrics:
             return
@@ -484,8 +556,8 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         prefix = self._prefix_v1 if self.interface_v1 else self._prefix_generic
         try:
             return self.store.probe(self._keys(keys, prefix), self._prefix_keys(extra_info, prefix))
-        except Exception:
-            logger.exception("HiCacheLSM: batch_exists of %d keys failed", len(keys))
+        except Exception as e:
+            self._failed(e, "batch_exists of %d keys", len(keys))
             return 0
 
     def batch_get_v1(
@@ -505,8 +577,8 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
             ok = self.store.get_batch_ptrs(self._keys(keys, self._prefix_v1), ptrs, sizes)
             self._record("get", ok, sizes, time.perf_counter() - start)
             return ok
-        except Exception:
-            logger.exception("HiCacheLSM: batch_get_v1 of %d pages failed", n)
+        except Exception as e:
+            self._failed(e, "batch_get_v1 of %d pages", n)
             return [False] * n
 
     def batch_set_v1(
@@ -533,8 +605,8 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
             )
             self._record("set", ok, sizes, time.perf_counter() - start)
             return ok
-        except Exception:
-            logger.exception("HiCacheLSM: batch_set_v1 of %d pages failed", n)
+        except Exception as e:
+            self._failed(e, "batch_set_v1 of %d pages", n)
             return [False] * n
 
     # ------------------------------------------------------------------ generic tensors
@@ -589,8 +661,8 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
             ok = self.store.get_batch_ptrs(names, ptrs, sizes)
             self._record("get", ok, sizes, time.perf_counter() - start)
             return [t if hit else None for t, hit in zip(target_locations, ok)]
-        except Exception:
-            logger.exception("HiCacheLSM: batch_get of %d pages failed", n)
+        except Exception as e:
+            self._failed(e, "batch_get of %d pages", n)
             return [None] * n
 
     def set(
@@ -631,8 +703,8 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
             ok = self.store.put_batch_ptrs(self._keys(keys, self._prefix_generic), ptrs, sizes)
             self._record("set", ok, sizes, time.perf_counter() - start)
             return all(ok)
-        except Exception:
-            logger.exception("HiCacheLSM: batch_set of %d pages failed", n)
+        except Exception as e:
+            self._failed(e, "batch_set of %d pages", n)
             return False
 
     def exists(self, key: str) -> bool:
@@ -640,8 +712,8 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         prefix = self._prefix_v1 if self.interface_v1 else self._prefix_generic
         try:
             return self.store.exists(prefix + key)
-        except Exception:
-            logger.exception("HiCacheLSM: exists failed")
+        except Exception as e:
+            self._failed(e, "exists")
             return False
 
     # ------------------------------------------------------------------ management
@@ -654,8 +726,8 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         try:
             self.store.clear()
             return True
-        except Exception:
-            logger.exception("HiCacheLSM: clear failed")
+        except Exception as e:
+            self._failed(e, "clear")
             return False
 
     def get_stats(self) -> Any:

@@ -8,6 +8,7 @@
 //! `sglang_lsm/errors.py` (picked by the engine's error code), carrying the engine's message.
 //! Argument problems found here use the same classes with the code `invalid_argument`.
 
+mod client;
 mod memcheck;
 
 use std::sync::Arc;
@@ -18,14 +19,14 @@ use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
-use sglang_lsm::{Follower, Store, StoreConfig};
+use sglang_lsm::{Client, Follower, Store, StoreConfig};
 
 /// Builds the Python exception for an error `code` and `message`.
 ///
 /// The classes live in Python (`sglang_lsm.errors`) so they can also subclass `ValueError`,
 /// `OSError` and friends; if that module cannot be imported the error still surfaces, as a
 /// `RuntimeError`, rather than being lost.
-fn store_error(py: Python<'_>, code: &str, message: String) -> PyErr {
+pub(crate) fn store_error(py: Python<'_>, code: &str, message: String) -> PyErr {
     let built = py
         .import("sglang_lsm.errors")
         .and_then(|m| m.getattr("_from_native"))
@@ -36,7 +37,7 @@ fn store_error(py: Python<'_>, code: &str, message: String) -> PyErr {
     }
 }
 
-fn engine_error(py: Python<'_>, err: sglang_lsm::Error) -> PyErr {
+pub(crate) fn engine_error(py: Python<'_>, err: sglang_lsm::Error) -> PyErr {
     store_error(py, err.code(), err.to_string())
 }
 
@@ -45,7 +46,7 @@ fn invalid(py: Python<'_>, message: impl Into<String>) -> PyErr {
 }
 
 /// A key as bytes: `bytes`, `bytearray` and `str` (UTF-8) are accepted.
-fn key_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+pub(crate) fn key_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(b.as_bytes().to_vec());
     }
@@ -79,7 +80,7 @@ fn check_sequence(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
     Ok(())
 }
 
-fn keys_from(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
+pub(crate) fn keys_from(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
     check_sequence(obj, "keys")?;
     let mut out = Vec::new();
     for item in obj.try_iter()? {
@@ -88,21 +89,21 @@ fn keys_from(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-fn optional_keys(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u8>>> {
+pub(crate) fn optional_keys(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Vec<u8>>> {
     match obj {
         Some(o) if !o.is_none() => keys_from(o),
         _ => Ok(Vec::new()),
     }
 }
 
-fn as_slices(keys: &[Vec<u8>]) -> Vec<&[u8]> {
+pub(crate) fn as_slices(keys: &[Vec<u8>]) -> Vec<&[u8]> {
     keys.iter().map(Vec::as_slice).collect()
 }
 
 /// One memory region, as an address and a length. Plain integers, so they can cross
 /// `Python::detach` (raw pointers are not `Send`).
 #[derive(Clone, Copy)]
-struct Region {
+pub(crate) struct Region {
     addr: usize,
     len: usize,
 }
@@ -161,7 +162,7 @@ fn refuse_unmapped(pages: &[Vec<Region>], writable: bool) -> sglang_lsm::Result<
 /// Where a page's regions came from: Python buffers are valid by construction, raw addresses
 /// are checked against the process's memory map first.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Source {
+pub(crate) enum Source {
     Buffers,
     Pointers,
 }
@@ -169,14 +170,14 @@ enum Source {
 /// Buffers borrowed from Python objects through the buffer protocol. The `PyUntypedBuffer`s
 /// keep the exporting objects alive (and their memory in place) until this is dropped, which
 /// happens after the engine call returns.
-struct BorrowedPages {
+pub(crate) struct BorrowedPages {
     _holds: Vec<PyUntypedBuffer>,
-    pages: Vec<Vec<Region>>,
+    pub(crate) pages: Vec<Vec<Region>>,
 }
 
 /// Each element of `values` is one page: either a single buffer object or a list/tuple of
 /// buffer objects whose contents are concatenated in order.
-fn borrow_pages(values: &Bound<'_, PyAny>, writable: bool) -> PyResult<BorrowedPages> {
+pub(crate) fn borrow_pages(values: &Bound<'_, PyAny>, writable: bool) -> PyResult<BorrowedPages> {
     let py = values.py();
     check_sequence(values, if writable { "buffers" } else { "values" })?;
     let mut holds = Vec::new();
@@ -236,7 +237,7 @@ fn borrow_one(
 }
 
 /// Regions given as integer addresses (`tensor.data_ptr()`) and byte sizes, one list per page.
-fn pointer_pages(
+pub(crate) fn pointer_pages(
     py: Python<'_>,
     ptrs: &Bound<'_, PyAny>,
     sizes: &Bound<'_, PyAny>,
@@ -327,10 +328,10 @@ fn check_count(py: Python<'_>, what: &str, keys: usize, pages: usize) -> PyResul
     }
 }
 
-/// Runs the engine put with the GIL released.
-fn put_regions(
+/// Runs the engine put (a [`Store`]'s or a [`Client`]'s) with the GIL released.
+pub(crate) fn put_regions(
     py: Python<'_>,
-    store: &Store,
+    store: &(impl WritePages + ?Sized),
     keys: &[Vec<u8>],
     pages: &[Vec<Region>],
     prefix: &[Vec<u8>],
@@ -349,13 +350,13 @@ fn put_regions(
             .iter()
             .map(|p| p.iter().map(|r| unsafe { r.as_slice() }).collect())
             .collect();
-        store.put_batch(&keys, &values, &prefix)
+        store.write_pages(&keys, &values, &prefix)
     });
     result.map_err(|e| engine_error(py, e))
 }
 
 /// Runs an engine get (a [`Store`]'s or a [`Follower`]'s) with the GIL released.
-fn get_regions(
+pub(crate) fn get_regions(
     py: Python<'_>,
     store: &(impl ReadPages + ?Sized),
     keys: &[Vec<u8>],
@@ -380,7 +381,39 @@ fn get_regions(
     result.map_err(|e| engine_error(py, e))
 }
 
-/// What `get_regions` needs of a store: both a writer and a follower read pages this way.
+/// What `put_regions` needs of a store: an embedded one and a node service's client.
+trait WritePages: Sync {
+    fn write_pages(
+        &self,
+        keys: &[&[u8]],
+        values: &[Vec<&[u8]>],
+        prefix: &[&[u8]],
+    ) -> sglang_lsm::Result<Vec<bool>>;
+}
+
+impl WritePages for Store {
+    fn write_pages(
+        &self,
+        keys: &[&[u8]],
+        values: &[Vec<&[u8]>],
+        prefix: &[&[u8]],
+    ) -> sglang_lsm::Result<Vec<bool>> {
+        self.put_batch(keys, values, prefix)
+    }
+}
+
+impl WritePages for Client {
+    fn write_pages(
+        &self,
+        keys: &[&[u8]],
+        values: &[Vec<&[u8]>],
+        prefix: &[&[u8]],
+    ) -> sglang_lsm::Result<Vec<bool>> {
+        self.put_batch(keys, values, prefix)
+    }
+}
+
+/// What `get_regions` needs of a store: a writer, a follower and a client read pages this way.
 trait ReadPages: Sync {
     fn read_pages(
         &self,
@@ -390,6 +423,16 @@ trait ReadPages: Sync {
 }
 
 impl ReadPages for Store {
+    fn read_pages(
+        &self,
+        keys: &[&[u8]],
+        buffers: &mut [Vec<&mut [u8]>],
+    ) -> sglang_lsm::Result<Vec<bool>> {
+        self.get_batch(keys, buffers)
+    }
+}
+
+impl ReadPages for Client {
     fn read_pages(
         &self,
         keys: &[&[u8]],
@@ -469,7 +512,14 @@ impl NativeStore {
         let keys = keys_from(keys)?;
         let prefix = optional_keys(prefix_keys)?;
         let borrowed = borrow_pages(values, false)?;
-        put_regions(py, &store, &keys, &borrowed.pages, &prefix, Source::Buffers)
+        put_regions(
+            py,
+            &*store,
+            &keys,
+            &borrowed.pages,
+            &prefix,
+            Source::Buffers,
+        )
     }
 
     fn get_batch(
@@ -497,7 +547,7 @@ impl NativeStore {
         let keys = keys_from(keys)?;
         let prefix = optional_keys(prefix_keys)?;
         let pages = pointer_pages(py, ptrs, sizes)?;
-        put_regions(py, &store, &keys, &pages, &prefix, Source::Pointers)
+        put_regions(py, &*store, &keys, &pages, &prefix, Source::Pointers)
     }
 
     fn get_batch_ptrs(
@@ -737,6 +787,7 @@ impl NativeFollower {
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeStore>()?;
     m.add_class::<NativeFollower>()?;
+    m.add_class::<client::NativeClient>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
