@@ -14,7 +14,8 @@
 //!    [`compare`] (every store side by side: page sizes, object count), [`ablation`],
 //!    [`compression`], [`micro`] (our store alone), [`scale`] (cost and memory from 100k to
 //!    10M pages), [`capacity`] (the disk bound and a restart), [`adaptive`] (the controller),
-//!    [`replay`] (a trace against a real [`sglang_lsm::Store`] under a chosen policy).
+//!    [`replay`] (a trace against a real [`sglang_lsm::Store`] under a chosen policy),
+//!    [`service`] (the node service against the embedded store).
 //! 3. **Top**: [`report`] (the whole run's results, markdown and plots; may use everything
 //!    below), then [`bench`](mod@bench), the command that runs the suite and writes the report.
 
@@ -36,6 +37,7 @@ mod quantile;
 pub mod replay;
 pub mod report;
 pub mod scale;
+pub mod service;
 pub mod trace;
 pub mod ttft;
 pub mod units;

@@ -33,6 +33,13 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Controller evaluation: a shifting staged workload on adaptive vs static configurations.
     BenchAdaptive(sglang_lsm_bench::adaptive::AdaptiveArgs),
+    /// Node service vs the embedded store in one run: put and cold get at 128 KiB and 1 MiB
+    /// pages, probe round trips, N client processes against the device, and prefix sharing
+    /// of two replicas (one shared store vs two private halves).
+    BenchService(sglang_lsm_bench::service::ServiceBenchArgs),
+    /// One client process of `bench-service` (started by it).
+    #[command(hide = true)]
+    BenchServiceWorker(sglang_lsm_bench::service::WorkerArgs),
     /// Scale sweep: per-operation cost and RSS from 100k to 10M records.
     BenchScale(scale::ScaleArgs),
     /// Capacity bound: writes 10x the capacity in prefix chains with a hot set, restarts
@@ -84,6 +91,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::BenchScale(args) => scale::run(&args),
+        Command::BenchService(args) => sglang_lsm_bench::service::run(&args),
+        Command::BenchServiceWorker(args) => sglang_lsm_bench::service::worker(&args),
         Command::BenchAdaptive(args) => sglang_lsm_bench::adaptive::run(&args),
         Command::BenchCapacity(args) => capacity::run(&args),
         Command::Gen(args) => gen::run(&args),

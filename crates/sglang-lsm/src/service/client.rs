@@ -10,9 +10,12 @@ use parking_lot::{Condvar, Mutex};
 
 use super::arena::Arena;
 use super::peer;
-use super::wire::{self, Extent, FrameError, Request, Response};
+use super::wire::{self, Extent, FrameError, Keys, Request, Response};
 use super::{EXTENT_ALIGN_BYTES, MAGIC, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use crate::{Error, Result, StoreStats};
+
+/// Replies are small (flags, counts, stats text); the buffer holds any usual one whole.
+const READ_BUFFER_BYTES: usize = 64 << 10;
 
 /// How a client talks to the service.
 #[derive(Clone, Debug)]
@@ -35,7 +38,8 @@ impl Default for ClientOptions {
 
 /// One handshaken connection and its arena.
 struct Connection {
-    stream: UnixStream,
+    /// The socket, read through a buffer so a reply costs one `read` however it is framed.
+    reader: std::io::BufReader<UnixStream>,
     arena: Arena,
 }
 
@@ -44,6 +48,9 @@ struct Connection {
 enum CallError {
     Broken(Error),
     Engine(Error),
+    /// The engine's error, on a connection whose state is no longer known: drop it, and do
+    /// not retry (the engine answered).
+    EngineDropped(Error),
 }
 
 impl From<FrameError> for CallError {
@@ -82,10 +89,15 @@ impl Connection {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
         };
-        wire::write_frame(&mut &stream, &hello)?;
+        // A service that refuses us may close before reading the hello; its reason is then
+        // waiting to be read, so a failed send is reported only if no reply follows.
+        let sent = wire::write_frame(&mut &stream, &hello);
         let mut buf = vec![0u8; 4096];
-        let (n, fd) = peer::recv_with_fd(&stream, &mut buf)
-            .map_err(|e| unavailable("no handshake reply from", &e))?;
+        let (n, fd) = match (peer::recv_with_fd(&stream, &mut buf), sent) {
+            (Ok(got), _) => got,
+            (Err(_), Err(e)) => return Err(e),
+            (Err(e), Ok(())) => return Err(unavailable("no handshake reply from", &e)),
+        };
         if n < 4 {
             return Err(unavailable(
                 "a truncated handshake from",
@@ -111,7 +123,7 @@ impl Connection {
                 let arena_bytes = usize::try_from(arena_bytes)
                     .map_err(|_| unavailable("an impossible arena size from", &arena_bytes))?;
                 Ok(Self {
-                    stream,
+                    reader: std::io::BufReader::with_capacity(READ_BUFFER_BYTES, stream),
                     arena: Arena::open_received(fd, arena_bytes)?,
                 })
             }
@@ -124,12 +136,31 @@ impl Connection {
     }
 
     fn call(&mut self, request: &Request) -> std::result::Result<Response, CallError> {
-        wire::write_frame(&mut &self.stream, request).map_err(|e| match e {
+        self.send(request)?;
+        self.recv()
+    }
+
+    fn send(&mut self, request: &Request) -> std::result::Result<(), CallError> {
+        wire::write_frame(&mut self.reader.get_ref(), request).map_err(|e| match e {
             // Too big to send is the caller's problem; the connection is untouched.
             Error::InvalidArgument(_) => CallError::Engine(e),
             other => CallError::Broken(other),
-        })?;
-        match wire::read_frame::<Response>(&mut &self.stream)? {
+        })
+    }
+
+    /// A reply of `n` flags. An engine error here may leave a pipelined request's reply
+    /// unread, so the connection is dropped (the error still reaches the caller as is).
+    fn recv_flags(&mut self, n: usize) -> std::result::Result<Vec<bool>, CallError> {
+        match self.recv() {
+            Ok(Response::Flags(f)) if f.len() == n => Ok(f),
+            Ok(other) => Err(unexpected(&other)),
+            Err(CallError::Engine(e)) => Err(CallError::EngineDropped(e)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn recv(&mut self) -> std::result::Result<Response, CallError> {
+        match wire::read_frame::<Response>(&mut self.reader)? {
             Response::Error(e) => Err(CallError::Engine(e.into())),
             Response::Welcome { .. } => Err(CallError::Broken(Error::Unavailable(
                 "a second handshake reply".into(),
@@ -208,6 +239,11 @@ impl Client {
                     self.give_back(conn);
                     return Err(e);
                 }
+                Err(CallError::EngineDropped(e)) => {
+                    drop(conn);
+                    self.forget_one();
+                    return Err(e);
+                }
                 Err(CallError::Broken(e)) => {
                     drop(conn);
                     self.forget_one();
@@ -267,12 +303,14 @@ impl Client {
         self.with_connection(|c| c.call(request))
     }
 
-    /// As [`crate::Store::put_batch`]. A batch larger than the arena goes as several calls,
-    /// each continuing the chain of the one before.
+    /// As [`crate::Store::put_batch`]. The batch goes in chunks of up to
+    /// [`PIPELINE_CHUNK_BYTES`], alternating between the arena's halves, so the copy of one
+    /// chunk overlaps the service's write of the one before; each chunk continues the chain
+    /// of the one before.
     ///
     /// # Errors
     /// As the store's, plus [`Error::Unavailable`] (nothing is known about what was stored)
-    /// and [`Error::InvalidArgument`] for one page larger than the arena.
+    /// and [`Error::InvalidArgument`] for one page larger than half the arena.
     pub fn put_batch(
         &self,
         keys: &[&[u8]],
@@ -281,14 +319,12 @@ impl Client {
     ) -> Result<Vec<bool>> {
         check_count(keys.len(), values.len(), "values")?;
         let sizes: Vec<u64> = values.iter().map(|p| parts_len(p)).collect();
-        let mut flags = Vec::with_capacity(keys.len());
-        let mut prefix: Vec<Vec<u8>> = prefix_keys.iter().map(|k| k.to_vec()).collect();
         self.with_connection(|c| {
-            flags.clear();
-            prefix.truncate(prefix_keys.len());
-            for (range, extents) in
-                chunks(&sizes, c.arena.len_bytes()).map_err(CallError::Engine)?
-            {
+            let plan = Plan::new(&sizes, c.arena.len_bytes()).map_err(CallError::Engine)?;
+            let mut flags = Vec::with_capacity(keys.len());
+            let mut in_flight: Option<usize> = None;
+            for (n, (range, extents)) in plan.chunks.iter().enumerate() {
+                // The half this chunk fills last held chunk n-2, whose reply came in round n-1.
                 for (e, page) in extents.iter().zip(&values[range.clone()]) {
                     let mut at = e.offset;
                     for part in page {
@@ -296,49 +332,65 @@ impl Client {
                             offset: at,
                             len: part.len() as u64,
                         };
-                        // SAFETY: the layout fits the arena; the service reads it only
-                        // during the call below.
+                        // SAFETY: the plan fits the arena; the service is not using this half.
                         unsafe { c.arena.bytes_mut(dst) }.copy_from_slice(part);
                         at += dst.len;
                     }
                 }
-                let request = Request::Put {
-                    keys: keys[range.clone()].iter().map(|k| k.to_vec()).collect(),
-                    prefix: prefix.clone(),
-                    pages: extents,
-                };
-                match c.call(&request)? {
-                    Response::Flags(f) if f.len() == range.len() => flags.extend(f),
-                    other => return Err(unexpected(&other)),
+                if let Some(prev) = in_flight.take() {
+                    flags.extend(c.recv_flags(plan.chunks[prev].0.len())?);
                 }
-                prefix.extend(keys[range].iter().map(|k| k.to_vec()));
+                // Later chunks continue the chain: their prefix runs through the pages before.
+                let prefix: Vec<&[u8]> = prefix_keys
+                    .iter()
+                    .chain(&keys[..range.start])
+                    .copied()
+                    .collect();
+                let request = Request::Put {
+                    keys: Keys::pack(&keys[range.clone()]).map_err(CallError::Engine)?,
+                    prefix: Keys::pack(&prefix).map_err(CallError::Engine)?,
+                    pages: extents.clone(),
+                };
+                c.send(&request)?;
+                in_flight = Some(n);
             }
-            Ok(std::mem::take(&mut flags))
+            if let Some(prev) = in_flight {
+                flags.extend(c.recv_flags(plan.chunks[prev].0.len())?);
+            }
+            Ok(flags)
         })
     }
 
-    /// As [`crate::Store::get_batch`].
+    /// As [`crate::Store::get_batch`], pipelined like [`Client::put_batch`]: the service reads
+    /// the next chunk while this copies the last one out.
     ///
     /// # Errors
     /// As the store's, plus [`Error::Unavailable`].
     pub fn get_batch(&self, keys: &[&[u8]], buffers: &mut [Vec<&mut [u8]>]) -> Result<Vec<bool>> {
         check_count(keys.len(), buffers.len(), "buffers")?;
         let sizes: Vec<u64> = buffers.iter().map(|p| parts_len(p)).collect();
-        let mut hits = Vec::with_capacity(keys.len());
         self.with_connection(|c| {
-            hits.clear();
-            for (range, extents) in
-                chunks(&sizes, c.arena.len_bytes()).map_err(CallError::Engine)?
-            {
-                let request = Request::Get {
-                    keys: keys[range.clone()].iter().map(|k| k.to_vec()).collect(),
+            let plan = Plan::new(&sizes, c.arena.len_bytes()).map_err(CallError::Engine)?;
+            let request = |n: usize| -> std::result::Result<Request, CallError> {
+                let (range, extents) = &plan.chunks[n];
+                Ok(Request::Get {
+                    keys: Keys::pack(&keys[range.clone()]).map_err(CallError::Engine)?,
                     pages: extents.clone(),
+                })
+            };
+            let mut hits = Vec::with_capacity(keys.len());
+            c.send(&request(0)?)?;
+            for n in 0..plan.chunks.len() {
+                let (range, extents) = &plan.chunks[n];
+                let got = match c.recv_flags(range.len()) {
+                    Ok(g) => g,
+                    Err(e) => return Err(e),
                 };
-                let got = match c.call(&request)? {
-                    Response::Flags(f) if f.len() == range.len() => f,
-                    other => return Err(unexpected(&other)),
-                };
-                for ((hit, e), page) in got.iter().zip(&extents).zip(&mut buffers[range]) {
+                // The other half held chunk n-1, copied out last round: the service may fill it.
+                if n + 1 < plan.chunks.len() {
+                    c.send(&request(n + 1)?)?;
+                }
+                for ((hit, e), page) in got.iter().zip(extents).zip(&mut buffers[range.clone()]) {
                     if !hit {
                         continue;
                     }
@@ -348,14 +400,15 @@ impl Client {
                             offset: at,
                             len: part.len() as u64,
                         };
-                        // SAFETY: the layout fits the arena; the service wrote it and is done.
+                        // SAFETY: the plan fits the arena; the service wrote this half and is
+                        // now working in the other.
                         part.copy_from_slice(unsafe { c.arena.bytes(src) });
                         at += src.len;
                     }
                 }
                 hits.extend(got);
             }
-            Ok(std::mem::take(&mut hits))
+            Ok(hits)
         })
     }
 
@@ -383,8 +436,8 @@ impl Client {
     /// As the store's, plus [`Error::Unavailable`].
     pub fn probe(&self, keys: &[&[u8]], prefix_keys: &[&[u8]]) -> Result<usize> {
         let request = Request::Probe {
-            keys: keys.iter().map(|k| k.to_vec()).collect(),
-            prefix: prefix_keys.iter().map(|k| k.to_vec()).collect(),
+            keys: Keys::pack(keys)?,
+            prefix: Keys::pack(prefix_keys)?,
         };
         match self.simple(&request)? {
             Response::Count(n) if n <= keys.len() as u64 => Ok(n as usize),
@@ -485,23 +538,52 @@ fn unexpected(r: &Response) -> CallError {
     CallError::Broken(unexpected_reply(r))
 }
 
-/// Splits pages of `sizes` into runs that fit an arena of `arena_bytes`, each page starting
-/// on [`EXTENT_ALIGN_BYTES`].
-fn chunks(sizes: &[u64], arena_bytes: usize) -> Result<Vec<(Range<usize>, Vec<Extent>)>> {
-    let arena_bytes = arena_bytes as u64;
+/// Chunks of at most this many bytes alternate between the arena's halves. Small enough
+/// that a 16 MiB SGLang batch is four chunks (the copy of all but the first overlaps the
+/// service's I/O), large enough that each is one big vectored write.
+pub const PIPELINE_CHUNK_BYTES: u64 = 4 << 20;
+
+/// How a batch goes through the arena: runs of pages, chunk `n` in half `n % 2`.
+struct Plan {
+    chunks: Vec<(Range<usize>, Vec<Extent>)>,
+}
+
+impl Plan {
+    fn new(sizes: &[u64], arena_bytes: usize) -> Result<Self> {
+        let half = (arena_bytes as u64 / 2) / EXTENT_ALIGN_BYTES * EXTENT_ALIGN_BYTES;
+        let cap = half.min(PIPELINE_CHUNK_BYTES);
+        let mut chunks = Vec::new();
+        for (n, (range, extents)) in runs(sizes, cap, half)?.into_iter().enumerate() {
+            let base = if n % 2 == 1 { half } else { 0 };
+            let extents = extents
+                .into_iter()
+                .map(|e| Extent {
+                    offset: e.offset + base,
+                    len: e.len,
+                })
+                .collect();
+            chunks.push((range, extents));
+        }
+        Ok(Self { chunks })
+    }
+}
+
+/// Splits pages of `sizes` into runs of at most `cap` bytes (a larger page alone, up to
+/// `max_page`), each page starting on [`EXTENT_ALIGN_BYTES`].
+fn runs(sizes: &[u64], cap: u64, max_page: u64) -> Result<Vec<(Range<usize>, Vec<Extent>)>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut extents = Vec::new();
     let mut used = 0u64;
     for (i, &len) in sizes.iter().enumerate() {
-        if len > arena_bytes {
+        if len > max_page {
             return Err(Error::InvalidArgument(format!(
-                "page {i} holds {len} bytes, more than the node service's {arena_bytes}-byte \
-                 arena; start the service with a larger --arena-mib"
+                "page {i} holds {len} bytes, more than half the node service's arena \
+                 ({max_page} bytes); start the service with a larger --arena-mib"
             )));
         }
         let offset = used.next_multiple_of(EXTENT_ALIGN_BYTES);
-        if offset + len > arena_bytes {
+        if i > start && offset + len > cap {
             out.push((start..i, std::mem::take(&mut extents)));
             start = i;
             used = 0;
@@ -521,9 +603,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_fit_the_arena_and_keep_order() {
+    fn runs_fit_their_cap_and_keep_order() {
         let sizes = [3000, 5000, 4096, 100, 8192];
-        let c = chunks(&sizes, 8192).expect("fits");
+        let c = runs(&sizes, 8192, 8192).expect("fits");
         let ranges: Vec<Range<usize>> = c.iter().map(|(r, _)| r.clone()).collect();
         assert_eq!(ranges, vec![0..1, 1..2, 2..4, 4..5]);
         for (range, extents) in &c {
@@ -533,12 +615,38 @@ mod tests {
                 assert!(e.offset + e.len <= 8192);
             }
         }
-        assert!(chunks(&[8193], 8192).is_err());
-        let empty = chunks(&[], 8192).expect("empty");
+        assert!(runs(&[8193], 8192, 8192).is_err());
+        let empty = runs(&[], 8192, 8192).expect("empty");
         assert_eq!(
             empty.len(),
             1,
             "an empty batch still makes one call, for the engine's checks"
         );
+    }
+
+    #[test]
+    fn a_plan_alternates_halves_that_never_overlap() {
+        let arena = 64 << 20;
+        let sizes = vec![1u64 << 20; 40];
+        let plan = Plan::new(&sizes, arena).expect("fits");
+        assert_eq!(plan.chunks.len(), 10, "4 MiB chunks of 1 MiB pages");
+        let half = (arena / 2) as u64;
+        for (n, (_, extents)) in plan.chunks.iter().enumerate() {
+            let (lo, hi) = if n % 2 == 0 {
+                (0, half)
+            } else {
+                (half, 2 * half)
+            };
+            assert!(
+                extents
+                    .iter()
+                    .all(|e| e.offset >= lo && e.offset + e.len <= hi),
+                "chunk {n}"
+            );
+        }
+        // A page bigger than a chunk but within half the arena goes alone.
+        let plan = Plan::new(&[3000, 10 << 20, 3000], arena).expect("fits");
+        assert_eq!(plan.chunks.len(), 3);
+        assert!(Plan::new(&[(32 << 20) + 1], arena).is_err());
     }
 }

@@ -18,6 +18,12 @@ use super::wire::{self, FrameError, Request, Response, WireError};
 use super::{MAGIC, PROTOCOL_VERSION};
 use crate::{Error, Result, Store};
 
+/// A hello is a few bytes; a peer not yet known to be a client gets no larger allocation.
+const MAX_HELLO_BYTES: usize = 256;
+
+/// Requests are keys and extents; the buffer holds a usual one whole.
+const READ_BUFFER_BYTES: usize = 64 << 10;
+
 /// How often idle connections and the accept loop look at the shutdown flag.
 const POLL_INTERVAL_MS: u16 = 200;
 
@@ -253,11 +259,15 @@ fn clear_stale_socket(path: &Path) -> Result<()> {
     std::fs::remove_file(path).map_err(|e| Error::io(path, e))
 }
 
-/// Best effort: tells a refused peer why, then drops it.
+/// Best effort: tells a refused peer why, then drops it. A hello still unread is drained
+/// first (briefly), so the close does not turn into ECONNRESET before the peer reads why.
 fn refuse(stream: &UnixStream, why: String) {
     let mut s = stream;
     let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
     let _ = wire::write_frame(&mut s, &Response::Error(WireError::Refused(why)));
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut sink = [0u8; MAX_HELLO_BYTES + 4];
+    let _ = std::io::Read::read(&mut s, &mut sink);
 }
 
 /// One client connection, served on its own thread.
@@ -303,13 +313,24 @@ impl Connection {
             refuse(&self.stream, why.clone());
             why
         };
+        // Read the hello before any refusal: closing a Unix socket with unread data makes
+        // the peer's read fail with ECONNRESET, and it would never see why it was refused.
+        let hello = wire::read_len(&mut &self.stream).and_then(|len| {
+            if len > MAX_HELLO_BYTES {
+                return Err(FrameError::TooLong {
+                    len_bytes: len,
+                    max_bytes: MAX_HELLO_BYTES,
+                });
+            }
+            wire::read_body::<Request>(&mut &self.stream, len)
+        });
         let Some(peer) = peer else {
             return Err(refused("cannot read the peer's credentials".into()));
         };
         if let Some(why) = self.options.access.refusal(peer) {
             return Err(refused(why));
         }
-        match wire::read_frame::<Request>(&mut &self.stream) {
+        match hello {
             Ok(Request::Hello { magic, version })
                 if magic == MAGIC && version == PROTOCOL_VERSION => {}
             Ok(Request::Hello { magic, version }) if magic == MAGIC => {
@@ -340,25 +361,28 @@ impl Connection {
     }
 
     fn serve_requests(&self, arena: &Arena, peer: Option<PeerIdentity>) {
-        let mut stream = &self.stream;
+        // Buffered, so a request costs one `read` however it is framed.
+        let mut reader = std::io::BufReader::with_capacity(READ_BUFFER_BYTES, &self.stream);
         loop {
             // Idle clients are normal; wait in short slices so a shutdown is seen promptly.
-            let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(POLL_INTERVAL_MS)) {
-                Ok(0) => {
-                    if self.shutdown.load(Ordering::Relaxed) {
+            if reader.buffer().is_empty() {
+                let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::from(POLL_INTERVAL_MS)) {
+                    Ok(0) => {
+                        if self.shutdown.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(nix::Error::EINTR) => continue,
+                    Err(e) => {
+                        tracing::warn!(?peer, error = %e, "poll failed; connection dropped");
                         return;
                     }
-                    continue;
-                }
-                Ok(_) => {}
-                Err(nix::Error::EINTR) => continue,
-                Err(e) => {
-                    tracing::warn!(?peer, error = %e, "poll failed; connection dropped");
-                    return;
                 }
             }
-            let request = match wire::read_frame::<Request>(&mut stream) {
+            let request = match wire::read_frame::<Request>(&mut reader) {
                 Ok(r) => r,
                 Err(FrameError::Closed) => return,
                 Err(e) => {
@@ -376,7 +400,7 @@ impl Connection {
                 Ok(r) => r,
                 Err(e) => Response::Error(WireError::from(&e)),
             };
-            if let Err(e) = wire::write_frame(&mut stream, &response) {
+            if let Err(e) = wire::write_frame(&mut &self.stream, &response) {
                 tracing::warn!(?peer, error = %e, "cannot reply; connection dropped");
                 return;
             }
@@ -403,7 +427,7 @@ impl Connection {
                     .iter()
                     .map(|&e| vec![unsafe { arena.bytes(e) }])
                     .collect();
-                Response::Flags(store.put_batch(&slices(&keys), &values, &slices(&prefix))?)
+                Response::Flags(store.put_batch(&keys.slices()?, &values, &prefix.slices()?)?)
             }
             Request::Get { keys, pages } => {
                 check_count(keys.len(), pages.len())?;
@@ -413,7 +437,7 @@ impl Connection {
                     .iter()
                     .map(|&e| vec![unsafe { arena.bytes_mut(e) }])
                     .collect();
-                Response::Flags(store.get_batch(&slices(&keys), &mut buffers)?)
+                Response::Flags(store.get_batch(&keys.slices()?, &mut buffers)?)
             }
             Request::GetOne { key } => match store.get(&key)? {
                 None => Response::Value(None),
@@ -436,7 +460,7 @@ impl Connection {
                 }
             },
             Request::Probe { keys, prefix } => {
-                Response::Count(store.probe(&slices(&keys), &slices(&prefix))? as u64)
+                Response::Count(store.probe(&keys.slices()?, &prefix.slices()?)? as u64)
             }
             Request::Exists { key } => Response::Bool(store.exists(&key)?),
             Request::Delete { key } => Response::Bool(store.delete(&key)?),
@@ -455,10 +479,6 @@ impl Connection {
             Request::Metrics => Response::Text(store.metrics_text() + &self.counters.text()),
         })
     }
-}
-
-fn slices(keys: &[Vec<u8>]) -> Vec<&[u8]> {
-    keys.iter().map(Vec::as_slice).collect()
 }
 
 fn check_count(keys: usize, pages: usize) -> Result<()> {

@@ -29,6 +29,74 @@ impl Extent {
     }
 }
 
+/// A list of keys as one byte string and their lengths: one copy to encode and no allocation
+/// per key to decode (a `Vec<Vec<u8>>` goes byte by byte through serde and cost a 128-key
+/// probe about 25 µs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keys {
+    #[serde(with = "serde_bytes")]
+    bytes: Vec<u8>,
+    lens: Vec<u32>,
+}
+
+impl Keys {
+    /// Packs `keys`.
+    ///
+    /// # Errors
+    /// A key longer than `u32::MAX` bytes (the engine refuses far shorter ones anyway).
+    pub fn pack<K: AsRef<[u8]>>(keys: &[K]) -> Result<Self, Error> {
+        let total: usize = keys.iter().map(|k| k.as_ref().len()).sum();
+        let mut bytes = Vec::with_capacity(total);
+        let mut lens = Vec::with_capacity(keys.len());
+        for k in keys {
+            let k = k.as_ref();
+            lens.push(u32::try_from(k.len()).map_err(|_| Error::KeyTooLong {
+                len_bytes: k.len(),
+                max_bytes: crate::MAX_KEY_BYTES,
+            })?);
+            bytes.extend_from_slice(k);
+        }
+        Ok(Self { bytes, lens })
+    }
+
+    /// Number of keys.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// The keys, borrowed.
+    ///
+    /// # Errors
+    /// The lengths do not add up to the bytes (a broken or hostile peer).
+    pub fn slices(&self) -> Result<Vec<&[u8]>, Error> {
+        let mut out = Vec::with_capacity(self.lens.len());
+        let mut at = 0usize;
+        for &len in &self.lens {
+            let end = at
+                .checked_add(len as usize)
+                .filter(|&e| e <= self.bytes.len())
+                .ok_or_else(|| {
+                    Error::InvalidArgument("key lengths overrun the key bytes".into())
+                })?;
+            out.push(&self.bytes[at..end]);
+            at = end;
+        }
+        if at != self.bytes.len() {
+            return Err(Error::InvalidArgument(
+                "key bytes left over after the last key".into(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
 /// What a client asks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Request {
@@ -42,39 +110,42 @@ pub enum Request {
     /// `Store::put_batch`, page `i` being `pages[i]` of the arena.
     Put {
         /// Page keys.
-        keys: Vec<Vec<u8>>,
+        keys: Keys,
         /// Pages before `keys[0]`, oldest first.
-        prefix: Vec<Vec<u8>>,
+        prefix: Keys,
         /// Where each page's bytes lie in the arena.
         pages: Vec<Extent>,
     },
     /// `Store::get_batch` into the arena.
     Get {
         /// Page keys.
-        keys: Vec<Vec<u8>>,
+        keys: Keys,
         /// Where each page goes; lengths must match the stored pages.
         pages: Vec<Extent>,
     },
     /// `Store::get`: the page is copied to the start of the arena.
     GetOne {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// `Store::probe`.
     Probe {
         /// Page keys.
-        keys: Vec<Vec<u8>>,
+        keys: Keys,
         /// Pages before `keys[0]`.
-        prefix: Vec<Vec<u8>>,
+        prefix: Keys,
     },
     /// `Store::exists`.
     Exists {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// `Store::delete`.
     Delete {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// `Store::clear`.
@@ -385,8 +456,8 @@ mod tests {
     #[test]
     fn a_request_round_trips() {
         let req = Request::Put {
-            keys: vec![b"a".to_vec(), b"b".to_vec()],
-            prefix: vec![b"p".to_vec()],
+            keys: Keys::pack(&[b"a".as_slice(), b"bb"]).expect("keys"),
+            prefix: Keys::pack(&[b"p"]).expect("keys"),
             pages: vec![
                 Extent { offset: 0, len: 8 },
                 Extent {
@@ -398,6 +469,30 @@ mod tests {
         let frame = encode(&req).expect("encodes");
         let back: Request = read_frame(&mut frame.as_slice()).expect("decodes");
         assert_eq!(back, req);
+    }
+
+    #[test]
+    fn keys_whose_lengths_do_not_add_up_are_refused() {
+        let keys = Keys::pack(&[b"abc".as_slice(), b"de"]).expect("keys");
+        assert_eq!(
+            keys.slices().expect("valid"),
+            vec![b"abc".as_slice(), b"de"]
+        );
+        let overrun = Keys {
+            bytes: b"abc".to_vec(),
+            lens: vec![2, 2],
+        };
+        assert!(overrun.slices().is_err());
+        let left_over = Keys {
+            bytes: b"abcd".to_vec(),
+            lens: vec![3],
+        };
+        assert!(left_over.slices().is_err());
+        let huge = Keys {
+            bytes: vec![],
+            lens: vec![u32::MAX, u32::MAX],
+        };
+        assert!(huge.slices().is_err());
     }
 
     #[test]
@@ -447,8 +542,8 @@ mod tests {
         #[test]
         fn the_decoder_survives_corrupted_frames(at in 0usize..64, bit in 0u8..8) {
             let frame = encode(&Request::Probe {
-                keys: vec![b"key-1".to_vec(), b"key-2".to_vec()],
-                prefix: vec![b"root".to_vec()],
+                keys: Keys::pack(&[b"key-1", b"key-2"]).expect("keys"),
+                prefix: Keys::pack(&[b"root"]).expect("keys"),
             }).expect("encodes");
             let mut bad = frame.clone();
             let at = at % bad.len();
