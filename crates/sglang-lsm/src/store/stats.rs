@@ -153,6 +153,10 @@ pub struct StoreStats {
     pub index_compactions: u64,
     /// Background maintenance failures (logged).
     pub background_errors: u64,
+    /// Segment files in `vlog/quarantine/`: they failed validation at this or an earlier open,
+    /// and their pages are misses. Stays until an operator removes the files.
+    #[serde(default)]
+    pub quarantined_segments: u64,
     /// Segments emptied and deleted by the reclaimer.
     pub segments_reclaimed: u64,
     /// Live pages rewritten at the log head by the reclaimer (kept: referenced or with children).

@@ -8,6 +8,7 @@
 mod bounce;
 pub mod format;
 pub mod frame;
+pub mod quarantine;
 pub(crate) mod replay;
 pub mod segment;
 
@@ -24,6 +25,7 @@ use crate::io::{self, FaultInjector, IO_ALIGN};
 use bounce::Bounce;
 
 pub use frame::PreparedFrame;
+pub use quarantine::Quarantined;
 pub use replay::ReplayedFrame;
 use segment::Segment;
 
@@ -81,6 +83,9 @@ pub struct ValueLog {
     segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
     writer: Mutex<Writer>,
     faults: Arc<FaultInjector>,
+    /// Every file in the quarantine folder at open, this open's first.
+    quarantined: Vec<Quarantined>,
+    parents_lost_after_seqno: Option<u64>,
 }
 
 impl ValueLog {
@@ -117,6 +122,16 @@ impl ValueLog {
             }
         };
         let tail = active.len_bytes();
+        let mut quarantined = scanned.quarantined;
+        for path in quarantine::list(dir)? {
+            if quarantined.iter().all(|q| q.path != path) {
+                quarantined.push(Quarantined {
+                    id: quarantine::id_of(&path).unwrap_or(0),
+                    path,
+                    reason: "set aside by an earlier open".into(),
+                });
+            }
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             active_id: AtomicU32::new(active.id),
@@ -131,6 +146,8 @@ impl ValueLog {
                 bounce: Bounce::default(),
             }),
             faults,
+            quarantined,
+            parents_lost_after_seqno: scanned.parents_lost_after_seqno,
         })
     }
 
@@ -313,6 +330,19 @@ impl ValueLog {
             Arc::clone(&w.active)
         };
         io::fdatasync(seg.file()).map_err(|e| Error::io(&seg.path, e))
+    }
+
+    /// Segment files in the quarantine folder when the log was opened.
+    #[must_use]
+    pub fn quarantined(&self) -> &[Quarantined] {
+        &self.quarantined
+    }
+
+    /// Set when a segment quarantined by this open may have held frames the index never saw:
+    /// pages put after this sequence number whose parent is absent may have lost it there.
+    #[must_use]
+    pub fn parents_lost_after_seqno(&self) -> Option<u64> {
+        self.parents_lost_after_seqno
     }
 
     /// The shared fault injector (tests arm it).
