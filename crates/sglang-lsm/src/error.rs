@@ -90,8 +90,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The LSM index reported a failure.
-    #[error("index error: {0}")]
+    /// The LSM index found its own files damaged. `Store::open` rebuilds the index from the
+    /// value log when it sees this, so callers meet it only if a table goes bad while open.
+    #[error("index error: {0}; reopen the store to rebuild the index from the value log")]
     Index(String),
 }
 
@@ -125,15 +126,13 @@ impl Error {
 }
 
 impl From<lsm_tree::Error> for Error {
+    /// OS errors keep their kind (`Io`), so that open can tell a failing disk or a missing
+    /// permission, which a rebuild cannot cure, from damaged index bytes (`Index`).
     fn from(e: lsm_tree::Error) -> Self {
-        if let lsm_tree::Error::Io(io) = &e {
-            if let Some(libc::ENOSPC) = io.raw_os_error() {
-                return Self::NoSpace {
-                    path: PathBuf::from("index"),
-                };
-            }
+        match e {
+            lsm_tree::Error::Io(io) => Self::io("index", io),
+            other => Self::Index(other.to_string()),
         }
-        Self::Index(e.to_string())
     }
 }
 

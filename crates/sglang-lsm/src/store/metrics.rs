@@ -60,6 +60,11 @@ impl Store {
             st.quarantined_segments as f64,
         );
         gauge(
+            "index_rebuilds",
+            "1 if this open rebuilt a damaged index from the value log.",
+            st.index_rebuilds as f64,
+        );
+        gauge(
             "index_disk_bytes",
             "LSM index bytes on disk.",
             st.index_disk_bytes as f64,

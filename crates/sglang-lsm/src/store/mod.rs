@@ -83,8 +83,9 @@ impl Store {
     /// sequence number (truncating a torn tail), and rebuilds the residency set.
     ///
     /// Damage costs pages, not the open: a segment file that fails validation is moved into
-    /// `vlog/quarantine/` and its pages (with their descendants) become misses, logged at
-    /// error level and counted in [`StoreStats`].
+    /// `vlog/quarantine/` and its pages (with their descendants) become misses; a damaged
+    /// index is moved to `index.damaged-<unix seconds>` and rebuilt from the log. Both are
+    /// logged at error level and counted in [`StoreStats`].
     ///
     /// # Errors
     /// [`Error::Locked`] if another handle holds `dir`; [`Error::FormatVersion`] for a store
@@ -178,6 +179,11 @@ impl Store {
         };
         // Before quotas and reclamation look at the residency set: lost pages free room.
         store.drop_lost_pages(opened.stale)?;
+        if opened.index_set_aside.is_some() {
+            Counters::add(&store.inner.counters.index_rebuilds, 1);
+            // Persist the rebuild now, so a crash soon after does not redo it.
+            store.inner.flush_index()?;
+        }
         store.inner.shrink_to_quotas();
         store.worker = Some(maintenance::spawn(Arc::clone(&store.inner))?);
         Ok(store)
@@ -336,6 +342,7 @@ impl Inner {
             index_compactions: c.index_compactions.load(Relaxed),
             background_errors: c.background_errors.load(Relaxed),
             quarantined_segments: self.vlog.quarantined().len() as u64,
+            index_rebuilds: c.index_rebuilds.load(Relaxed),
             segments_reclaimed: c.segments_reclaimed.load(Relaxed),
             relocated_pages: c.relocated_pages.load(Relaxed),
             relocated_bytes: c.relocated_bytes.load(Relaxed),

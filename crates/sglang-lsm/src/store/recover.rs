@@ -1,18 +1,19 @@
-//! Opening the index and the log together, and recovering from damage without refusing the
-//! open: a damaged segment is quarantined (`vlog::quarantine`) at the cost of its own pages.
+//! Opening the index and the log together, and recovering from damage to either without
+//! refusing the open: the value log names every page, so a damaged index is rebuilt from it,
+//! and a damaged segment is quarantined (`vlog::quarantine`) at the cost of its own pages.
 //!
 //! Losing pages must never leave an orphan (a page `exists` counts and `probe` can never
 //! reach), so the descendants of every lost page are dropped too, as a read-time checksum
 //! mismatch does.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::quota::Quotas;
 use super::residency::{Residency, Slot};
 use super::Store;
 use crate::config::StoreConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::index::{Index, IndexRecord};
 use crate::io::FaultInjector;
 use crate::key::{fingerprint, Fingerprint, NO_PARENT};
@@ -26,9 +27,11 @@ pub(super) struct Opened {
     pub residency: Residency,
     /// Index records into segments that are gone (quarantined, or a clear cut short).
     pub stale: Vec<(Vec<u8>, IndexRecord)>,
+    /// Where the damaged index was moved before it was rebuilt from the log.
+    pub index_set_aside: Option<PathBuf>,
 }
 
-/// Opens index and log.
+/// Opens index and log; if the index is damaged, moves it aside and rebuilds it from the log.
 pub(super) fn open_index_and_log(
     dir: &Path,
     config: &StoreConfig,
@@ -36,7 +39,58 @@ pub(super) fn open_index_and_log(
     faults: &Arc<FaultInjector>,
     quotas: &Quotas,
 ) -> Result<Opened> {
-    open_once(dir, config, opts, faults, quotas)
+    match open_once(dir, config, opts, faults, quotas) {
+        Err(e) if index_damaged(&e) => {
+            let aside = set_index_aside(dir, &e)?;
+            let mut opened = open_once(dir, config, opts, faults, quotas)?;
+            tracing::warn!(
+                dir = %dir.display(),
+                pages = opened.residency.len(),
+                "index rebuilt from the value log"
+            );
+            opened.index_set_aside = Some(aside);
+            Ok(opened)
+        }
+        other => other,
+    }
+}
+
+/// Errors that say the index's own bytes are bad: its validation failures, an undecodable
+/// record, and the OS errors a short or missing file gives. A failing disk, a permission or a
+/// full disk is not damage; a rebuild would meet it too, so it is returned as it is.
+fn index_damaged(e: &Error) -> bool {
+    use std::io::ErrorKind::{InvalidData, NotFound, UnexpectedEof};
+    match e {
+        Error::Index(_) => true,
+        Error::Corrupt { path, .. } => path.as_path() == Path::new("index"),
+        Error::Io { path, source } => {
+            path.as_path() == Path::new("index")
+                && matches!(source.kind(), UnexpectedEof | InvalidData | NotFound)
+        }
+        _ => false,
+    }
+}
+
+/// Renames `DIR/index` to `DIR/index.damaged-<unix seconds>[.N]`, kept for inspection.
+fn set_index_aside(dir: &Path, cause: &Error) -> Result<PathBuf> {
+    let from = dir.join("index");
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut to = dir.join(format!("index.damaged-{secs}"));
+    let mut n = 1u32;
+    while to.exists() {
+        to = dir.join(format!("index.damaged-{secs}.{n}"));
+        n += 1;
+    }
+    std::fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
+    crate::io::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    tracing::error!(
+        error = %cause,
+        moved_to = %to.display(),
+        "index damaged: set aside, rebuilding it from the value log"
+    );
+    Ok(to)
 }
 
 fn open_once(
@@ -60,11 +114,13 @@ fn open_once(
         vlog.remove_segments_below(id)?;
     }
     let (residency, stale) = rebuild_residency(&index, &vlog, quotas)?;
+    index.check_links()?;
     Ok(Opened {
         index,
         vlog,
         residency,
         stale,
+        index_set_aside: None,
     })
 }
 
