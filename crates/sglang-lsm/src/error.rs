@@ -91,8 +91,9 @@ pub enum Error {
     },
 
     /// The LSM index found its own files damaged. `Store::open` rebuilds the index from the
-    /// value log when it sees this, so callers meet it only if a table goes bad while open.
-    #[error("index error: {0}; reopen the store to rebuild the index from the value log")]
+    /// value log when its scan meets this; a block the scan does not read (a deeper level's
+    /// bloom filter) can still fail a later lookup.
+    #[error("index error: {0}; to rebuild the index from the value log, close the store, move its index/ directory aside and reopen")]
     Index(String),
 }
 
