@@ -315,15 +315,15 @@ fn one_flipped_byte_in_an_index_table_is_rebuilt_from_the_log() {
 
 /// With the index rebuilt as well, the lost segment's pages were never indexed: the pages
 /// of later segments whose parents it held must still go (no orphan).
-#[test]
-fn damaged_segment_and_damaged_index_together_leave_no_orphan() {
+fn damaged_segment_and_index_case(damage_table: impl Fn(Vec<u8>) -> Vec<u8>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let chains = build(dir.path());
     let victim = segment_files(dir.path())[1].clone();
     let lost = keys_in(&victim, &chains);
     std::fs::write(&victim, vec![0u8; 8192]).expect("zero segment");
     for t in index_tables(dir.path()) {
-        std::fs::write(&t, random_bytes(4096, 0xD0D0)).expect("damage table");
+        let bytes = std::fs::read(&t).expect("read table");
+        std::fs::write(&t, damage_table(bytes)).expect("damage table");
     }
     let leading = expected_leading(&chains, &lost);
     {
@@ -331,8 +331,30 @@ fn damaged_segment_and_damaged_index_together_leave_no_orphan() {
         let st = s.stats();
         assert_eq!((st.quarantined_segments, st.index_rebuilds), (1, 1));
         check(&s, &chains, &leading);
+        let report = s.verify(|_, _| {}).expect("verify");
+        assert!(
+            report.quarantined[0].reason.contains("checksum"),
+            "{report:?}"
+        );
     }
     write_and_reopen(dir.path(), &chains, &leading, 1);
+}
+
+/// The index fails as it is opened, before the log is scanned.
+#[test]
+fn damaged_segment_and_garbage_index_together_leave_no_orphan() {
+    damaged_segment_and_index_case(|b| random_bytes(b.len(), 0xD0D0));
+}
+
+/// The index opens and fails only when its records are read, after the log scan has
+/// quarantined the segment: the rebuild must still know the segment was lost.
+#[test]
+fn damaged_segment_and_a_flipped_index_bit_together_leave_no_orphan() {
+    damaged_segment_and_index_case(|mut b| {
+        let mid = b.len() / 2;
+        b[mid] ^= 0x10;
+        b
+    });
 }
 
 /// A rebuild must reproduce the index exactly after reclamation evicted and relocated pages:

@@ -18,7 +18,7 @@ use crate::index::{Index, IndexRecord};
 use crate::io::FaultInjector;
 use crate::key::{fingerprint, Fingerprint, NO_PARENT};
 use crate::vlog::format::{FrameKind, MAX_FRAME_RECORDS};
-use crate::vlog::{LogOptions, PreparedFrame, ReplayedFrame, ValueLog};
+use crate::vlog::{LogOptions, PreparedFrame, Quarantined, ReplayedFrame, ValueLog};
 
 /// The index and log of a store, opened and consistent with each other.
 pub(super) struct Opened {
@@ -39,10 +39,13 @@ pub(super) fn open_index_and_log(
     faults: &Arc<FaultInjector>,
     quotas: &Quotas,
 ) -> Result<Opened> {
-    match open_once(dir, config, opts, faults, quotas) {
+    // Segments set aside by a first attempt must count as lost by the retry too: it no
+    // longer sees them, and the rebuilt index never held their pages.
+    let mut quarantined = Vec::new();
+    match open_once(dir, config, opts, faults, quotas, &mut quarantined) {
         Err(e) if index_damaged(&e) => {
             let aside = set_index_aside(dir, &e)?;
-            let mut opened = open_once(dir, config, opts, faults, quotas)?;
+            let mut opened = open_once(dir, config, opts, faults, quotas, &mut quarantined)?;
             tracing::warn!(
                 dir = %dir.display(),
                 pages = opened.residency.len(),
@@ -99,6 +102,7 @@ fn open_once(
     opts: &LogOptions,
     faults: &Arc<FaultInjector>,
     quotas: &Quotas,
+    quarantined: &mut Vec<Quarantined>,
 ) -> Result<Opened> {
     let index = Index::open(&dir.join("index"), config.index_cache_bytes)?;
     let persisted = index.persisted_seqno();
@@ -108,6 +112,7 @@ fn open_once(
         opts.clone(),
         Arc::clone(faults),
         persisted,
+        quarantined,
         |frame| apply_replayed(&index, &frame, &mut cleared_at),
     )?;
     if let Some(id) = cleared_at {

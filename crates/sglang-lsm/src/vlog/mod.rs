@@ -90,16 +90,19 @@ pub struct ValueLog {
 
 impl ValueLog {
     /// Opens (or creates) the log in `dir`, replaying every frame with seqno `> after_seqno`
-    /// through `on_frame` in log order, and truncating a torn tail.
+    /// through `on_frame` in log order, and truncating a torn tail. Segments that fail
+    /// validation are quarantined and added to `quarantined`, even if the open then fails;
+    /// pass them back to a retry of the same open, so it knows what this open lost.
     pub fn open(
         dir: &Path,
         opts: LogOptions,
         faults: Arc<FaultInjector>,
         after_seqno: Option<u64>,
+        quarantined: &mut Vec<Quarantined>,
         on_frame: impl FnMut(ReplayedFrame) -> Result<()>,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let scanned = replay::scan(dir, &opts, after_seqno, on_frame)?;
+        let scanned = replay::scan(dir, &opts, after_seqno, quarantined, on_frame)?;
         let mut segments: BTreeMap<u32, Arc<Segment>> = scanned
             .segments
             .into_iter()
@@ -122,7 +125,7 @@ impl ValueLog {
             }
         };
         let tail = active.len_bytes();
-        let mut quarantined = scanned.quarantined;
+        let mut quarantined = quarantined.clone();
         for path in quarantine::list(dir)? {
             if quarantined.iter().all(|q| q.path != path) {
                 quarantined.push(Quarantined {

@@ -26,8 +26,6 @@ pub(super) struct Scanned {
     pub segments: Vec<Segment>,
     pub next_segment_id: u32,
     pub next_seqno: u64,
-    /// Segments moved aside by this scan.
-    pub quarantined: Vec<Quarantined>,
     /// Set when a quarantined segment may have held frames the index never saw: pages put
     /// after this sequence number may have lost a parent that only that segment named.
     pub parents_lost_after_seqno: Option<u64>,
@@ -130,10 +128,13 @@ fn provably_indexed(next_first: Option<u64>, after: Option<u64>) -> bool {
     matches!((next_first, after), (Some(n), Some(a)) if n <= a + 1)
 }
 
+/// `quarantined` holds the segments this open already set aside (an earlier attempt that
+/// failed on the index); the scan adds those it sets aside, also when it fails.
 pub(super) fn scan(
     dir: &Path,
     opts: &LogOptions,
     after_seqno: Option<u64>,
+    quarantined: &mut Vec<Quarantined>,
     mut on_frame: impl FnMut(ReplayedFrame) -> Result<()>,
 ) -> Result<Scanned> {
     let ids = list_segment_ids(dir)?;
@@ -142,9 +143,6 @@ pub(super) fn scan(
     let highest = ids.iter().copied().chain(quarantine::ids(dir)?).max();
     let next_segment_id = highest.map_or(1, |id| id.saturating_add(1));
     let mut segments = Vec::with_capacity(ids.len());
-    let mut quarantined = Vec::new();
-    // For each quarantined segment: how many surviving segments precede it.
-    let mut quarantined_at = Vec::new();
     for &id in &ids {
         let path = dir.join(segment::file_name(id));
         match Segment::open(&path, id, opts.direct_write || opts.direct_read) {
@@ -157,12 +155,16 @@ pub(super) fn scan(
             // One bad file must not keep a cache from starting: set it aside, serve the rest.
             Err(e @ Error::Corrupt { .. }) => {
                 quarantined.push(quarantine::move_aside(dir, &path, id, &e.to_string())?);
-                quarantined_at.push(segments.len());
             }
             Err(e) => return Err(e),
         }
     }
     let firsts: Vec<Option<u64>> = segments.iter().map(first_seqno).collect();
+    // For each segment this open quarantined: how many surviving segments precede it.
+    let quarantined_at: Vec<usize> = quarantined
+        .iter()
+        .map(|q| segments.partition_point(|s| s.id < q.id))
+        .collect();
     let parents_lost_after_seqno = quarantined_at
         .iter()
         .filter(|&&at| !provably_indexed(firsts.get(at).copied().flatten(), after_seqno))
@@ -246,7 +248,6 @@ pub(super) fn scan(
         segments,
         next_segment_id,
         next_seqno: max_seqno.map_or(1, |s| s + 1),
-        quarantined,
         parents_lost_after_seqno,
     })
 }
