@@ -50,7 +50,8 @@ enum Command {
     Gen(gen::GenArgs),
     /// Replay a Mooncake-format trace against a real store under a capacity and policy.
     Replay(ReplayArgs),
-    /// Read every live page, check its checksum, print `verified=N corrupt=M` (exit 1 if M > 0).
+    /// Read every live page, check its checksum, print `verified=N corrupt=M` and every
+    /// quarantined segment (exit 1 if M > 0 or a segment is quarantined).
     Verify {
         /// Store directory.
         dir: PathBuf,

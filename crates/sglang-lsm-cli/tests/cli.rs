@@ -38,6 +38,22 @@ fn verify_reports_counts_and_exit_code() {
 }
 
 #[test]
+fn verify_reports_a_quarantined_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_store(dir.path(), 3);
+    let stray = dir.path().join("vlog").join("seg-0000099999.log");
+    std::fs::write(&stray, vec![0xA5u8; 3 * 4096]).expect("write stray segment");
+    let out = bin().arg("verify").arg(dir.path()).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("verified=3 corrupt=0"), "{stdout}");
+    assert!(
+        stdout.contains("quarantined segment 99999") && stdout.contains("checksum mismatch"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn stats_json_is_machine_readable() {
     let dir = tempfile::tempdir().expect("tempdir");
     make_store(dir.path(), 3);

@@ -90,8 +90,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The LSM index reported a failure.
-    #[error("index error: {0}")]
+    /// The LSM index found its own files damaged. `Store::open` rebuilds the index from the
+    /// value log when its scan meets this; a block the scan does not read (a deeper level's
+    /// bloom filter) can still fail a later lookup.
+    #[error("index error: {0}; to rebuild the index from the value log, close the store, move its index/ directory aside and reopen")]
     Index(String),
 
     /// The node service could not be reached, timed out, or broke the connection. The call
@@ -137,15 +139,13 @@ impl Error {
 }
 
 impl From<lsm_tree::Error> for Error {
+    /// OS errors keep their kind (`Io`), so that open can tell a failing disk or a missing
+    /// permission, which a rebuild cannot cure, from damaged index bytes (`Index`).
     fn from(e: lsm_tree::Error) -> Self {
-        if let lsm_tree::Error::Io(io) = &e {
-            if let Some(libc::ENOSPC) = io.raw_os_error() {
-                return Self::NoSpace {
-                    path: PathBuf::from("index"),
-                };
-            }
+        match e {
+            lsm_tree::Error::Io(io) => Self::io("index", io),
+            other => Self::Index(other.to_string()),
         }
-        Self::Index(e.to_string())
     }
 }
 

@@ -43,7 +43,15 @@ pub fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
     for k in &report.corrupt_keys {
         println!("corrupt key: {k}");
     }
-    Ok(if report.corrupt == 0 {
+    for q in &report.quarantined {
+        println!(
+            "quarantined segment {}: {} ({}); its pages are misses, delete the file once inspected",
+            q.id,
+            q.path.display(),
+            q.reason
+        );
+    }
+    Ok(if report.corrupt == 0 && report.quarantined.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

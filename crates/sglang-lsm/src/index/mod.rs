@@ -138,6 +138,17 @@ impl Index {
         Ok(out)
     }
 
+    /// Reads every parent-to-child link once, so that damage to their blocks shows at open
+    /// (where the index is rebuilt) rather than in a later delete. Returns the link count.
+    pub fn check_links(&self) -> Result<u64> {
+        let mut n = 0;
+        for item in self.tree.prefix([CHILDREN], self.read_seqno(), None) {
+            item.into_inner()?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Visits every page record in key order.
     pub fn for_each_record(&self, f: impl FnMut(&[u8], IndexRecord) -> Result<()>) -> Result<()> {
         self.for_each_record_prefixed(&[], f)

@@ -55,6 +55,16 @@ impl Store {
         );
         gauge("segments", "Value-log segments.", st.segments as f64);
         gauge(
+            "quarantined_segments",
+            "Damaged segment files set aside in vlog/quarantine/ (their pages are misses).",
+            st.quarantined_segments as f64,
+        );
+        gauge(
+            "index_rebuilds",
+            "1 if this open rebuilt a damaged index from the value log.",
+            st.index_rebuilds as f64,
+        );
+        gauge(
             "index_disk_bytes",
             "LSM index bytes on disk.",
             st.index_disk_bytes as f64,

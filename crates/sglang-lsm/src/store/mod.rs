@@ -16,6 +16,7 @@ mod pins;
 mod quota;
 mod read;
 mod reclaim;
+mod recover;
 mod residency;
 mod space;
 mod stats;
@@ -32,12 +33,10 @@ use parking_lot::RwLock;
 use crate::config::StoreConfig;
 use crate::controller::{Controller, Decision, Knobs, LiveKnobs, WindowRecord};
 use crate::error::Result;
-use crate::index::{Index, IndexRecord};
+use crate::index::Index;
 use crate::io::FaultInjector;
-use crate::key::{fingerprint, NO_PARENT};
-use crate::vlog::format::FrameKind;
-use crate::vlog::{LogOptions, ReplayedFrame, ValueLog};
-use residency::{Residency, Slot};
+use crate::vlog::{LogOptions, ValueLog};
+use residency::Residency;
 use stats::Counters;
 pub use stats::{NamespaceStats, StoreStats};
 pub use verify::{SegmentUsage, VerifyReport};
@@ -78,45 +77,15 @@ pub struct Store {
     _lock: dirlock::DirLock,
 }
 
-fn apply_replayed(
-    index: &Index,
-    frame: &ReplayedFrame,
-    cleared_at: &mut Option<u32>,
-) -> Result<()> {
-    let h = &frame.header;
-    match h.kind {
-        FrameKind::Put => {
-            for e in &h.entries {
-                let rec = IndexRecord {
-                    segment_id: frame.segment_id,
-                    offset: frame.frame_offset + e.payload_offset,
-                    len: e.payload_len,
-                    crc: e.payload_crc,
-                    parent_fp: e.parent_fp,
-                    seqno: h.seqno,
-                };
-                index.insert(&e.key, fingerprint(&e.key), &rec);
-            }
-        }
-        FrameKind::Delete => {
-            for e in &h.entries {
-                if index.get(&e.key)?.is_some() {
-                    index.remove(&e.key, fingerprint(&e.key), e.parent_fp, h.seqno);
-                }
-            }
-        }
-        FrameKind::Clear => {
-            index.clear()?;
-            *cleared_at = Some(frame.segment_id);
-        }
-    }
-    Ok(())
-}
-
 impl Store {
     /// Opens (creating if needed) the store in `dir`: takes the directory lock, checks the
     /// format version, opens the index, replays the value log past the index's persisted
     /// sequence number (truncating a torn tail), and rebuilds the residency set.
+    ///
+    /// Damage costs pages, not the open: a segment file that fails validation is moved into
+    /// `vlog/quarantine/` and its pages (with their descendants) become misses; a damaged
+    /// index is moved to `index.damaged-<unix seconds>` and rebuilt from the log. Both are
+    /// logged at error level and counted in [`StoreStats`].
     ///
     /// # Errors
     /// [`Error::Locked`] if another handle holds `dir`; [`Error::FormatVersion`] for a store
@@ -150,26 +119,16 @@ impl Store {
             Some(bound) => config.segment_bytes.min(bound / 32).max(1 << 20),
             None => config.segment_bytes,
         };
-        let index = Index::open(&dir.join("index"), config.index_cache_bytes)?;
-        let persisted = index.persisted_seqno();
-        let mut cleared_at = None;
-        let vlog = ValueLog::open(
-            &dir.join("vlog"),
-            LogOptions {
-                segment_bytes,
-                direct_write: config.direct_write,
-                direct_read: config.direct_read,
-                durability: config.durability,
-            },
-            faults,
-            persisted,
-            |frame| apply_replayed(&index, &frame, &mut cleared_at),
-        )?;
-        if let Some(id) = cleared_at {
-            vlog.remove_segments_below(id)?;
-        }
         let quotas = quota::Quotas::new(&config);
-        let residency = rebuild_residency(&index, &vlog, &quotas)?;
+        let opts = LogOptions {
+            segment_bytes,
+            direct_write: config.direct_write,
+            direct_read: config.direct_read,
+            durability: config.durability,
+        };
+        let opened = recover::open_index_and_log(&dir, &config, &opts, &faults, &quotas)?;
+        let (index, vlog, residency) = (opened.index, opened.vlog, opened.residency);
+        let persisted = index.persisted_seqno();
         let free_space = match config.min_free_bytes {
             Some(min_free) => Some(space::FreeSpace::new(&dir, min_free, vlog.total_bytes())?),
             None => None,
@@ -213,13 +172,21 @@ impl Store {
             counters: Counters::default(),
             maintenance: maintenance::Signal::default(),
         });
-        inner.shrink_to_quotas();
-        let worker = maintenance::spawn(Arc::clone(&inner))?;
-        Ok(Self {
+        let mut store = Self {
             inner,
-            worker: Some(worker),
+            worker: None,
             _lock: lock,
-        })
+        };
+        // Before quotas and reclamation look at the residency set: lost pages free room.
+        store.drop_lost_pages(opened.stale)?;
+        if opened.index_set_aside.is_some() {
+            Counters::add(&store.inner.counters.index_rebuilds, 1);
+            // Persist the rebuild now, so a crash soon after does not redo it.
+            store.inner.flush_index()?;
+        }
+        store.inner.shrink_to_quotas();
+        store.worker = Some(maintenance::spawn(Arc::clone(&store.inner))?);
+        Ok(store)
     }
 
     /// The directory this store lives in.
@@ -291,33 +258,6 @@ impl Drop for Store {
 
 pub(crate) fn elapsed_us(since: std::time::Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
-}
-
-fn rebuild_residency(index: &Index, vlog: &ValueLog, quotas: &quota::Quotas) -> Result<Residency> {
-    let mut residency = Residency::default();
-    let mut stale = Vec::new();
-    let mut links = Vec::new();
-    index.for_each_record(|key, rec| {
-        let fp = fingerprint(key);
-        if vlog.segment(rec.segment_id).is_some() {
-            let slot = Slot::new(rec.segment_id, rec.len).with_ns(quotas.ns_of(key));
-            residency.insert(fp, slot, NO_PARENT, rec.seqno);
-            links.push((fp, rec.parent_fp));
-        } else {
-            stale.push(key.to_vec());
-        }
-        Ok(())
-    })?;
-    residency.count_children(&links);
-    if !stale.is_empty() {
-        // Records into segments that no longer exist (a clear interrupted by a crash) would
-        // only ever miss; they are simply not made resident.
-        tracing::warn!(
-            count = stale.len(),
-            "index records point at removed segments"
-        );
-    }
-    Ok(residency)
 }
 
 impl Inner {
@@ -401,6 +341,8 @@ impl Inner {
             index_flushes: c.index_flushes.load(Relaxed),
             index_compactions: c.index_compactions.load(Relaxed),
             background_errors: c.background_errors.load(Relaxed),
+            quarantined_segments: self.vlog.quarantined().len() as u64,
+            index_rebuilds: c.index_rebuilds.load(Relaxed),
             segments_reclaimed: c.segments_reclaimed.load(Relaxed),
             relocated_pages: c.relocated_pages.load(Relaxed),
             relocated_bytes: c.relocated_bytes.load(Relaxed),

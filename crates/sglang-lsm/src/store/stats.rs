@@ -52,6 +52,7 @@ pub struct Counters {
     pub index_flushes: AtomicU64,
     pub index_compactions: AtomicU64,
     pub background_errors: AtomicU64,
+    pub index_rebuilds: AtomicU64,
     pub segments_reclaimed: AtomicU64,
     pub relocated_pages: AtomicU64,
     pub relocated_bytes: AtomicU64,
@@ -153,6 +154,13 @@ pub struct StoreStats {
     pub index_compactions: u64,
     /// Background maintenance failures (logged).
     pub background_errors: u64,
+    /// Segment files in `vlog/quarantine/`: they failed validation at this or an earlier open,
+    /// and their pages are misses. Stays until an operator removes the files.
+    #[serde(default)]
+    pub quarantined_segments: u64,
+    /// 1 if this open found the index damaged, set it aside and rebuilt it from the log.
+    #[serde(default)]
+    pub index_rebuilds: u64,
     /// Segments emptied and deleted by the reclaimer.
     pub segments_reclaimed: u64,
     /// Live pages rewritten at the log head by the reclaimer (kept: referenced or with children).

@@ -18,6 +18,8 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// Up to 100 corrupt keys, lossily decoded, for the report.
     pub corrupt_keys: Vec<String>,
+    /// Segment files in `vlog/quarantine/`: damaged, set aside at open, their pages misses.
+    pub quarantined: Vec<crate::vlog::Quarantined>,
 }
 
 /// Bytes and live bytes of one segment.
@@ -45,7 +47,10 @@ impl Store {
         })?;
         records.sort_by_key(|(_, r)| (r.segment_id, r.offset));
         let total = records.len() as u64;
-        let mut report = VerifyReport::default();
+        let mut report = VerifyReport {
+            quarantined: self.inner.vlog.quarantined().to_vec(),
+            ..VerifyReport::default()
+        };
         let mut buf = Vec::new();
         for (done, (key, rec)) in records.iter().enumerate() {
             // The store stays live while it is verified: background reclamation may move or

@@ -310,7 +310,7 @@ impl Store {
     /// every resident descendant of them; returns how many pages existed. The whole cascade
     /// runs under the writer lock: a put publishing a child of a doomed page between the
     /// descendant scan and the delete would otherwise be left an orphan.
-    fn delete_with_descendants(
+    pub(super) fn delete_with_descendants(
         &self,
         roots: Vec<Vec<u8>>,
         keep_root: impl Fn(usize) -> Result<bool>,

@@ -8,6 +8,7 @@
 mod bounce;
 pub mod format;
 pub mod frame;
+pub mod quarantine;
 pub(crate) mod replay;
 pub mod segment;
 
@@ -24,6 +25,7 @@ use crate::io::{self, FaultInjector, IO_ALIGN};
 use bounce::Bounce;
 
 pub use frame::PreparedFrame;
+pub use quarantine::Quarantined;
 pub use replay::ReplayedFrame;
 use segment::Segment;
 
@@ -81,20 +83,26 @@ pub struct ValueLog {
     segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
     writer: Mutex<Writer>,
     faults: Arc<FaultInjector>,
+    /// Every file in the quarantine folder at open, this open's first.
+    quarantined: Vec<Quarantined>,
+    parents_lost_after_seqno: Option<u64>,
 }
 
 impl ValueLog {
     /// Opens (or creates) the log in `dir`, replaying every frame with seqno `> after_seqno`
-    /// through `on_frame` in log order, and truncating a torn tail.
+    /// through `on_frame` in log order, and truncating a torn tail. Segments that fail
+    /// validation are quarantined and added to `quarantined`, even if the open then fails;
+    /// pass them back to a retry of the same open, so it knows what this open lost.
     pub fn open(
         dir: &Path,
         opts: LogOptions,
         faults: Arc<FaultInjector>,
         after_seqno: Option<u64>,
+        quarantined: &mut Vec<Quarantined>,
         on_frame: impl FnMut(ReplayedFrame) -> Result<()>,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let scanned = replay::scan(dir, &opts, after_seqno, on_frame)?;
+        let scanned = replay::scan(dir, &opts, after_seqno, quarantined, on_frame)?;
         let mut segments: BTreeMap<u32, Arc<Segment>> = scanned
             .segments
             .into_iter()
@@ -117,6 +125,16 @@ impl ValueLog {
             }
         };
         let tail = active.len_bytes();
+        let mut quarantined = quarantined.clone();
+        for path in quarantine::list(dir)? {
+            if quarantined.iter().all(|q| q.path != path) {
+                quarantined.push(Quarantined {
+                    id: quarantine::id_of(&path).unwrap_or(0),
+                    path,
+                    reason: "set aside by an earlier open".into(),
+                });
+            }
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             active_id: AtomicU32::new(active.id),
@@ -131,6 +149,8 @@ impl ValueLog {
                 bounce: Bounce::default(),
             }),
             faults,
+            quarantined,
+            parents_lost_after_seqno: scanned.parents_lost_after_seqno,
         })
     }
 
@@ -313,6 +333,19 @@ impl ValueLog {
             Arc::clone(&w.active)
         };
         io::fdatasync(seg.file()).map_err(|e| Error::io(&seg.path, e))
+    }
+
+    /// Segment files in the quarantine folder when the log was opened.
+    #[must_use]
+    pub fn quarantined(&self) -> &[Quarantined] {
+        &self.quarantined
+    }
+
+    /// Set when a segment quarantined by this open may have held frames the index never saw:
+    /// pages put after this sequence number whose parent is absent may have lost it there.
+    #[must_use]
+    pub fn parents_lost_after_seqno(&self) -> Option<u64> {
+        self.parents_lost_after_seqno
     }
 
     /// The shared fault injector (tests arm it).

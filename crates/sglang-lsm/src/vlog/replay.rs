@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::format::{self, FrameHeader, FrameKind, SEGMENT_HEADER_BYTES};
 use super::frame::page_crc;
+use super::quarantine::{self, Quarantined};
 use super::segment::{self, Segment};
 use super::LogOptions;
 use crate::error::{Error, Result};
@@ -25,6 +26,9 @@ pub(super) struct Scanned {
     pub segments: Vec<Segment>,
     pub next_segment_id: u32,
     pub next_seqno: u64,
+    /// Set when a quarantined segment may have held frames the index never saw: pages put
+    /// after this sequence number may have lost a parent that only that segment named.
+    pub parents_lost_after_seqno: Option<u64>,
 }
 
 /// Segment ids in `dir`, ascending.
@@ -107,34 +111,75 @@ fn first_seqno(seg: &Segment) -> Option<u64> {
     read_frame(seg, SEGMENT_HEADER_BYTES, seg.len_bytes()).map(|h| h.seqno)
 }
 
+/// Sequence number of the last readable frame of `seg` (0 if none).
+fn last_seqno(seg: &Segment) -> u64 {
+    let (len, mut offset, mut last) = (seg.len_bytes(), SEGMENT_HEADER_BYTES, 0);
+    while let Some(h) = read_frame(seg, offset, len) {
+        last = h.seqno;
+        offset += h.frame_len;
+    }
+    last
+}
+
+/// Whether every frame of a segment whose successor starts at `next_first` is in the index
+/// tables (persisted through `after`): then each of its pages the index still needs has a
+/// record, and losing the segment shows up as records into it.
+fn provably_indexed(next_first: Option<u64>, after: Option<u64>) -> bool {
+    matches!((next_first, after), (Some(n), Some(a)) if n <= a + 1)
+}
+
+/// `quarantined` holds the segments this open already set aside (an earlier attempt that
+/// failed on the index); the scan adds those it sets aside, also when it fails.
 pub(super) fn scan(
     dir: &Path,
     opts: &LogOptions,
     after_seqno: Option<u64>,
+    quarantined: &mut Vec<Quarantined>,
     mut on_frame: impl FnMut(ReplayedFrame) -> Result<()>,
 ) -> Result<Scanned> {
     let ids = list_segment_ids(dir)?;
-    let next_segment_id = ids.last().map_or(1, |id| id.saturating_add(1));
+    // Ids of quarantined files count too: a stale index record naming one must never hit a
+    // new segment that reused its id.
+    let highest = ids.iter().copied().chain(quarantine::ids(dir)?).max();
+    let next_segment_id = highest.map_or(1, |id| id.saturating_add(1));
     let mut segments = Vec::with_capacity(ids.len());
     for &id in &ids {
         let path = dir.join(segment::file_name(id));
-        match Segment::open(&path, id, opts.direct_write || opts.direct_read)? {
-            Some(seg) => segments.push(seg),
-            None => {
+        match Segment::open(&path, id, opts.direct_write || opts.direct_read) {
+            Ok(Some(seg)) => segments.push(seg),
+            Ok(None) => {
                 // Torn during creation: it can hold no acknowledged frame.
                 tracing::warn!(path = %path.display(), "removing segment with torn header");
                 std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
             }
+            // One bad file must not keep a cache from starting: set it aside, serve the rest.
+            Err(e @ Error::Corrupt { .. }) => {
+                quarantined.push(quarantine::move_aside(dir, &path, id, &e.to_string())?);
+            }
+            Err(e) => return Err(e),
         }
     }
     let firsts: Vec<Option<u64>> = segments.iter().map(first_seqno).collect();
+    // For each segment this open quarantined: how many surviving segments precede it.
+    let quarantined_at: Vec<usize> = quarantined
+        .iter()
+        .map(|q| segments.partition_point(|s| s.id < q.id))
+        .collect();
+    let parents_lost_after_seqno = quarantined_at
+        .iter()
+        .filter(|&&at| !provably_indexed(firsts.get(at).copied().flatten(), after_seqno))
+        .map(|&at| {
+            at.checked_sub(1)
+                .and_then(|p| segments.get(p))
+                .map_or(0, last_seqno)
+        })
+        .min();
     let mut max_seqno = after_seqno;
     let last_idx = segments.len().checked_sub(1);
     for (i, seg) in segments.iter().enumerate() {
         let is_last = Some(i) == last_idx;
         // Frames of segment i all precede the first frame of segment i+1.
-        let fully_persisted = matches!((firsts.get(i + 1).copied().flatten(), after_seqno),
-            (Some(next_first), Some(after)) if next_first <= after + 1);
+        let fully_persisted = provably_indexed(firsts.get(i + 1).copied().flatten(), after_seqno);
         if fully_persisted && !is_last {
             continue;
         }
@@ -203,6 +248,7 @@ pub(super) fn scan(
         segments,
         next_segment_id,
         next_seqno: max_seqno.map_or(1, |s| s + 1),
+        parents_lost_after_seqno,
     })
 }
 
