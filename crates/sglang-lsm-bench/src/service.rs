@@ -542,8 +542,58 @@ struct Summary {
     embedded_probe128_p50_us: f64,
 }
 
+/// The data-path candidates' extra work, measured: the arena's one copy (memcpy) against
+/// the service pulling from the client with `process_vm_readv`. Client-side I/O has no copy;
+/// its bound is the embedded store's own figure.
+#[derive(Serialize)]
+struct CopyCost {
+    bytes: u64,
+    memcpy_bytes_per_s: f64,
+    process_vm_readv_bytes_per_s: f64,
+}
+
+fn copy_cost() -> anyhow::Result<CopyCost> {
+    const BYTES: usize = 256 << 20;
+    const CHUNK: usize = 4 << 20;
+    let src: Vec<u8> = (0..BYTES).map(|i| (i % 251) as u8).collect();
+    let mut dst = vec![0u8; BYTES];
+    dst.copy_from_slice(&src); // fault the pages in before timing
+    let start = Instant::now();
+    for (d, s) in dst.chunks_mut(CHUNK).zip(src.chunks(CHUNK)) {
+        d.copy_from_slice(s);
+    }
+    let memcpy_s = start.elapsed().as_secs_f64();
+    let pid = libc::pid_t::try_from(std::process::id())?;
+    let start = Instant::now();
+    for (d, s) in dst.chunks_mut(CHUNK).zip(src.chunks(CHUNK)) {
+        let local = libc::iovec {
+            iov_base: d.as_mut_ptr().cast(),
+            iov_len: d.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: s.as_ptr() as *mut libc::c_void,
+            iov_len: s.len(),
+        };
+        // SAFETY: both iovecs describe live buffers of this process of the stated lengths.
+        let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+        anyhow::ensure!(
+            n == d.len() as isize,
+            "process_vm_readv moved {n} of {} bytes",
+            d.len()
+        );
+    }
+    let vm_s = start.elapsed().as_secs_f64();
+    anyhow::ensure!(dst == src, "a copy moved the wrong bytes");
+    Ok(CopyCost {
+        bytes: BYTES as u64,
+        memcpy_bytes_per_s: BYTES as f64 / memcpy_s,
+        process_vm_readv_bytes_per_s: BYTES as f64 / vm_s,
+    })
+}
+
 #[derive(Serialize)]
 struct Report {
+    copy: CopyCost,
     runs: Vec<CaseRun>,
     summary: Vec<Summary>,
     concurrency: Concurrency,
@@ -657,7 +707,9 @@ fn run_in(args: &ServiceBenchArgs, root: &Path) -> anyhow::Result<Report> {
     let concurrency = concurrency(root, args)?;
     eprintln!("prefix sharing across two replicas");
     let sharing = sharing(root, args)?;
+    let copy = copy_cost()?;
     Ok(Report {
+        copy,
         runs,
         summary,
         concurrency,
@@ -702,6 +754,12 @@ fn print_tables(r: &Report) {
             if run.cold { "" } else { " (page cache not dropped: warm!)" },
         );
     }
+    println!(
+        "\ndata-path copy cost ({} in 4 MiB pieces): memcpy {} GB/s, process_vm_readv {} GB/s",
+        fmt_bytes(r.copy.bytes),
+        gbps(r.copy.memcpy_bytes_per_s),
+        gbps(r.copy.process_vm_readv_bytes_per_s)
+    );
     let c = &r.concurrency;
     println!(
         "\n{} client processes, {} pages: put {} GB/s = {:.0}% of device write {}; cold get {} GB/s = {:.0}% of device read {}{}",
