@@ -150,7 +150,8 @@ class _PageCalls:
         return self._native.exists(key)
 
     def delete(self, key: Key) -> bool:
-        """Removes the page under ``key``; returns whether there was one."""
+        """Removes the page under ``key`` and every page stored after it in its chain (its
+        descendants, which nothing could reach without it); returns whether there was one."""
         return self._native.delete(key)
 
     def stats(self) -> dict[str, Any]:
@@ -243,8 +244,9 @@ class Client(_PageCalls):
 
     Args:
         socket: the service's Unix socket (``sglang-lsm serve --socket``).
-        timeout_ms: every call finishes within this or raises
-            :class:`ServiceUnavailableError`; calls never hang on a dead or stopped service,
+        timeout_ms: every wait of a call (connect, send, each reply; a large batch is
+            several chunks) ends within this, or the call raises
+            :class:`ServiceUnavailableError`: calls never hang on a dead or stopped service,
             and the next call reconnects by itself once the service is back.
         max_connections: connections kept for calls from several threads at once.
         connect: connect now, so a wrong path (:class:`ServiceUnavailableError`) or a refused

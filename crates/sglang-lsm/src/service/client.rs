@@ -20,8 +20,9 @@ const READ_BUFFER_BYTES: usize = 64 << 10;
 /// How a client talks to the service.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
-    /// Every call (connect, send, reply) finishes within this or fails with
-    /// [`Error::Unavailable`]; a call never hangs on a dead or stopped service.
+    /// Every wait of a call (the connect, each send, each reply; a large batch is several
+    /// chunks) ends within this or the call fails with [`Error::Unavailable`]: a call never
+    /// hangs on a dead or stopped service. A timed-out call is not retried.
     pub timeout_ms: u64,
     /// Connections (each with its own arena) kept for concurrent calls from several threads.
     pub max_connections: usize,
@@ -51,6 +52,8 @@ enum CallError {
     /// The engine's error, on a connection whose state is no longer known: drop it, and do
     /// not retry (the engine answered).
     EngineDropped(Error),
+    /// No reply within the timeout: drop the connection, and do not retry.
+    TimedOut(Error),
 }
 
 impl From<FrameError> for CallError {
@@ -62,7 +65,10 @@ impl From<FrameError> for CallError {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                "timed out waiting for the reply".to_string()
+                // Not retried: a second try would double the time the caller was promised.
+                return Self::TimedOut(Error::Unavailable(
+                    "timed out waiting for the reply".to_string(),
+                ));
             }
             FrameError::Closed => "the service closed the connection".to_string(),
             other => other.to_string(),
@@ -173,6 +179,10 @@ impl Connection {
 struct Pool {
     idle: Vec<Connection>,
     open: usize,
+    /// The process the connections belong to. A forked child (Python's multiprocessing
+    /// forks by default) must not share its parent's sockets and arenas: it drops them and
+    /// connects afresh.
+    pid: u32,
 }
 
 /// A client of a node service, with the calls and results of [`crate::Store`]. Safe to share
@@ -199,6 +209,7 @@ impl Client {
             pool: Mutex::new(Pool {
                 idle: Vec::with_capacity(max_connections),
                 open: 0,
+                pid: std::process::id(),
             }),
             freed: Condvar::new(),
         }
@@ -239,7 +250,7 @@ impl Client {
                     self.give_back(conn);
                     return Err(e);
                 }
-                Err(CallError::EngineDropped(e)) => {
+                Err(CallError::EngineDropped(e) | CallError::TimedOut(e)) => {
                     drop(conn);
                     self.forget_one();
                     return Err(e);
@@ -260,6 +271,13 @@ impl Client {
     fn take(&self) -> Result<(Connection, bool)> {
         let deadline = std::time::Instant::now() + self.timeout();
         let mut pool = self.pool.lock();
+        let pid = std::process::id();
+        if pool.pid != pid {
+            // Closing our copies of the parent's descriptors leaves the parent's untouched.
+            pool.idle.clear();
+            pool.open = 0;
+            pool.pid = pid;
+        }
         loop {
             if let Some(c) = pool.idle.pop() {
                 return Ok((c, true));

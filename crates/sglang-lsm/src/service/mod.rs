@@ -28,7 +28,8 @@ pub use client::{Client, ClientOptions};
 pub use server::{Server, ServerOptions};
 
 /// Version of the socket protocol; the handshake refuses a peer that speaks another.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: keys travel packed ([`wire::Keys`]) instead of as a list of byte lists.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// First four bytes of every client hello, so a stray connection is told apart from an old
 /// client.
