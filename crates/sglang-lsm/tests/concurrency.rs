@@ -165,3 +165,54 @@ fn deleting_a_parent_while_children_are_put_never_orphans() {
         "children {back:?} came back after a reopen"
     );
 }
+
+/// Two replicas backing up the same prompt at once (through a node service, the usual case)
+/// write its pages once: the second put waits for the first and finds them resident.
+#[test]
+fn concurrent_puts_of_the_same_pages_write_them_once() {
+    const ROUNDS: usize = 20;
+    const PAGES: usize = 16;
+    const PAGE_BYTES: usize = 256 << 10;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(
+        sglang_lsm::Store::open(dir.path(), common::small_config()).expect("open"),
+    );
+    for round in 0..ROUNDS {
+        let keys: Vec<String> = (0..PAGES).map(|i| format!("r{round}-p{i}")).collect();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, keys, barrier) = (
+                    std::sync::Arc::clone(&store),
+                    keys.clone(),
+                    std::sync::Arc::clone(&barrier),
+                );
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    common::put_pages(&store, &keys, PAGE_BYTES)
+                })
+            })
+            .collect();
+        for w in writers {
+            assert_eq!(
+                w.join().expect("writer"),
+                vec![true; PAGES],
+                "round {round}"
+            );
+        }
+        for k in &keys {
+            let got = store.get(k.as_bytes()).expect("get");
+            assert!(
+                got == Some(common::page_bytes(k.as_bytes(), PAGE_BYTES)),
+                "{k}"
+            );
+        }
+    }
+    let st = store.stats();
+    assert_eq!(
+        st.put_pages,
+        (ROUNDS * PAGES) as u64,
+        "every page written once: {st:?}"
+    );
+    assert_eq!(st.put_existing_pages, (ROUNDS * PAGES) as u64);
+}

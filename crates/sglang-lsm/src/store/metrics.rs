@@ -91,6 +91,11 @@ impl Store {
             st.put_existing_pages,
         );
         counter(
+            "put_waits",
+            "Puts that waited for a concurrent put of the same pages instead of rewriting them.",
+            st.put_waits,
+        );
+        counter(
             "put_declined_pages",
             "Pages declined for capacity.",
             st.put_declined_pages,

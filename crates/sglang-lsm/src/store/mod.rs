@@ -10,6 +10,7 @@
 mod admission;
 pub(crate) mod dirlock;
 mod fptable;
+mod inflight;
 mod maintenance;
 mod metrics;
 mod pins;
@@ -56,6 +57,8 @@ pub(crate) struct Inner {
     log_reserved_bytes: parking_lot::Mutex<u64>,
     /// Parents of pages a put is about to publish; eviction spares them (`store::pins`).
     pins: pins::Pins,
+    /// Pages puts are writing now; a concurrent put of the same pages waits, not rewrites.
+    in_flight: inflight::InFlight,
     /// Present when `admission = second_sighting`.
     ghost: Option<parking_lot::Mutex<admission::Ghost>>,
     /// Present when `protect_frequent_fraction` > 0: marks re-put evicted pages frequent.
@@ -164,6 +167,7 @@ impl Store {
             reclaim_lock: parking_lot::Mutex::new(()),
             log_reserved_bytes: parking_lot::Mutex::new(0),
             pins: pins::Pins::default(),
+            in_flight: inflight::InFlight::default(),
             ghost,
             history,
             vlog,
@@ -326,6 +330,7 @@ impl Inner {
             put_pages: c.put_pages.load(Relaxed),
             put_bytes: c.put_bytes.load(Relaxed),
             put_existing_pages: c.put_existing_pages.load(Relaxed),
+            put_waits: c.put_waits.load(Relaxed),
             put_declined_pages: c.put_declined_pages.load(Relaxed),
             put_unadmitted_pages: c.put_unadmitted_pages.load(Relaxed),
             get_pages: c.get_pages.load(Relaxed),

@@ -37,6 +37,7 @@ pub struct Counters {
     pub put_pages: AtomicU64,
     pub put_bytes: AtomicU64,
     pub put_existing_pages: AtomicU64,
+    pub put_waits: AtomicU64,
     pub put_declined_pages: AtomicU64,
     pub put_unadmitted_pages: AtomicU64,
     pub get_pages: AtomicU64,
@@ -123,6 +124,9 @@ pub struct StoreStats {
     pub put_bytes: u64,
     /// Puts of pages that already existed (no-op successes).
     pub put_existing_pages: u64,
+    /// Puts that waited for a concurrent put of the same pages instead of writing them again.
+    #[serde(default)]
+    pub put_waits: u64,
     /// Pages declined for lack of room: capacity bound, free-space floor or namespace quota.
     pub put_declined_pages: u64,
     /// Pages declined by `second_sighting` admission (first sightings).

@@ -77,6 +77,16 @@ impl Store {
         let _timer = Timer::start(&inner.counters.put_latency);
         let parents = key::parents(keys, prefix_keys);
         let fps: Vec<Fingerprint> = keys.iter().map(|k| fingerprint(k)).collect();
+        // Claimed before the residency check below, so that after waiting for a concurrent
+        // put of the same pages, that check sees what it published.
+        let absent: Vec<Fingerprint> = {
+            let r = inner.residency.read();
+            fps.iter().copied().filter(|&f| !r.contains(f)).collect()
+        };
+        let (_claim, waited) = inner.in_flight.claim(&absent);
+        if waited {
+            Counters::add(&inner.counters.put_waits, 1);
+        }
         let mut results = vec![true; keys.len()];
         let mut chosen: Vec<usize> = Vec::with_capacity(keys.len());
         // Pages whose parent must still be resident when they are published: every page after
