@@ -60,10 +60,14 @@ enum Command {
     /// Unix socket (clients: `sglang_lsm.Client`, HiCacheLSM's `"server"` option). Runs in
     /// the foreground; SIGTERM or SIGINT closes it cleanly.
     Serve(cmd::serve::ServeArgs),
-    /// Print store statistics.
+    /// Print store statistics, of a store directory or of a running node service.
     Stats {
-        /// Store directory.
-        dir: PathBuf,
+        /// Store directory (opens the store: it must not be in use).
+        #[arg(required_unless_present = "socket")]
+        dir: Option<PathBuf>,
+        /// A running node service's socket instead of a directory.
+        #[arg(long, conflicts_with = "dir")]
+        socket: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long, conflicts_with = "prometheus")]
         json: bool,
@@ -104,9 +108,14 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::serve(&args),
         Command::Stats {
             dir,
+            socket,
             json,
             prometheus,
-        } => cmd::stats(&dir, json, prometheus),
+        } => match (dir, socket) {
+            (_, Some(socket)) => cmd::service_stats(&socket, json, prometheus),
+            (Some(dir), None) => cmd::stats(&dir, json, prometheus),
+            (None, None) => Err(anyhow::anyhow!("give a store DIR or --socket PATH")),
+        },
     };
     match result {
         Ok(code) => code,

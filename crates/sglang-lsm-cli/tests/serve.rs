@@ -89,6 +89,27 @@ fn sigterm_closes_cleanly_and_sigkill_loses_nothing_acknowledged() {
             vec![true]
         );
     }
+    // Operators read a running service's stats through its socket (the directory is locked).
+    let out = Command::new(env!("CARGO_BIN_EXE_sglang-lsm"))
+        .args(["stats", "--json", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("stats --socket");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["stats"]["pages"], 30, "{v}");
+    let out = Command::new(env!("CARGO_BIN_EXE_sglang-lsm"))
+        .args(["stats", "--prometheus", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("stats --prometheus");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("sglang_lsm_service_connections"), "{text}");
+
     signal(&service, "TERM");
     let status = service.wait().expect("wait");
     assert!(status.success(), "SIGTERM exits 0: {status}");

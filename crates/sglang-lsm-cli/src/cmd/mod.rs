@@ -73,6 +73,46 @@ pub fn stats(dir: &Path, json: bool, prometheus: bool) -> anyhow::Result<ExitCod
         return Ok(ExitCode::SUCCESS);
     }
     println!("store          {}", dir.display());
+    print_summary(&stats);
+    println!("segment live fractions:");
+    for s in &segments {
+        let frac = if s.bytes == 0 {
+            0.0
+        } else {
+            s.live_bytes as f64 / s.bytes as f64
+        };
+        println!(
+            "  seg {:>10}  {:>10}  live {:5.1}%",
+            s.id,
+            fmt_bytes(s.bytes),
+            100.0 * frac
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sglang-lsm stats --socket PATH`: the store of a running node service, which holds its
+/// directory's lock (so `stats DIR` cannot open it meanwhile).
+pub fn service_stats(socket: &Path, json: bool, prometheus: bool) -> anyhow::Result<ExitCode> {
+    let client = sglang_lsm::Client::new(socket, sglang_lsm::ClientOptions::default());
+    if prometheus {
+        print!("{}", client.metrics_text()?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stats = client.stats()?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "stats": stats }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("service        {}", socket.display());
+    print_summary(&stats);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(stats: &sglang_lsm::StoreStats) {
     println!("pages          {}", stats.pages);
     println!("live bytes     {}", fmt_bytes(stats.live_bytes));
     println!(
@@ -90,21 +130,6 @@ pub fn stats(dir: &Path, json: bool, prometheus: bool) -> anyhow::Result<ExitCod
         stats.index_tables,
         stats.persisted_seqno
     );
-    println!("segment live fractions:");
-    for s in &segments {
-        let frac = if s.bytes == 0 {
-            0.0
-        } else {
-            s.live_bytes as f64 / s.bytes as f64
-        };
-        println!(
-            "  seg {:>10}  {:>10}  live {:5.1}%",
-            s.id,
-            fmt_bytes(s.bytes),
-            100.0 * frac
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `sglang-lsm replay`: runs the replay and prints the headline figures.
