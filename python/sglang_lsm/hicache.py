@@ -14,8 +14,16 @@ more.
 
 Options (all read from ``storage_config.extra_config``; SGLang passes nothing else):
 
-``storage_dir`` (required)
+``storage_dir`` (required unless ``server`` is set)
     Directory under which every rank keeps its store. Created if missing.
+``server`` (optional)
+    The socket of a node service (``sglang-lsm serve``, docs/SERVICE.md). Every rank of
+    every instance on the node then shares its one store and capacity bound; store options
+    (``storage_dir``, ``capacity_gb``, engine keys) belong to the service and are refused
+    here. ``server_timeout_ms`` (default 10000) bounds each wait of a call; while the service
+    is down, calls miss and reconnect by themselves. ``clear()`` is refused (it would wipe
+    every instance's pages), and with ``metrics_port`` every rank exports the same service
+    metrics: scrape one rank per node, not their sum.
 ``capacity_gb`` (optional)
     Disk budget in GB (10^9 bytes) for all the ranks of this deployment that share
     ``storage_dir``; each rank gets an equal share (see below). Without it the store is
@@ -211,6 +219,7 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         writer_tp_rank = self.tp_rank if self.is_writer else self.dcp_rank
 
         server = options.get("server")
+        self.server: Optional[str] = server
         if server is not None:
             capacity_bytes = self._connect_service(server, options)
         else:
@@ -720,7 +729,19 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
 
     def clear(self) -> bool:
         """Removes every page of this rank's store. Returns whether it succeeded. An MLA
-        follower stores nothing: it returns ``True`` and sees the writer's clear in its log."""
+        follower stores nothing: it returns ``True`` and sees the writer's clear in its log.
+
+        With ``"server"`` the store is the whole node's (every model, replica and rank), so
+        one instance's clear must not wipe the others: nothing is removed, a warning is
+        logged, and the result is ``False``. Clear the node's store by restarting the service
+        on an empty ``--dir``."""
+        if self.server is not None:
+            logger.warning(
+                "HiCacheLSM: clear() ignored: the node service at %s is shared by every "
+                "instance on the node",
+                self.server,
+            )
+            return False
         if not self.is_writer:
             return True
         try:
@@ -746,11 +767,13 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         return out
 
     def engine_stats(self) -> dict:
-        """The engine's own statistics for this rank's store."""
+        """The engine's own statistics for this rank's store (with ``"server"``: the node
+        service's store, shared by every instance on the node)."""
         return self.store.stats()
 
     def close(self) -> None:
-        """Flushes and closes this rank's store (and its metrics exporter). Idempotent."""
+        """Flushes and closes this rank's store (and its metrics exporter); with ``"server"``,
+        drops the connections and leaves the service's store open. Idempotent."""
         if self.metrics_exporter is not None:
             self.metrics_exporter.close()
             self.metrics_exporter = None

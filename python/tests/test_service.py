@@ -95,7 +95,7 @@ def outcome(call):
 
 def test_client_matches_store_for_every_call(tmp_path, serve):
     # 1 MiB arenas: the 40 x 100 KiB batch below must be split into several service calls.
-    svc = serve("--arena-mib", "1")
+    svc = serve("--arena-mib", "2")
     client = Client(svc.socket, timeout_ms=5000)
     store = Store(tmp_path / "embedded")
     both = (store, client)
@@ -219,7 +219,7 @@ def test_client_matches_store_for_every_call(tmp_path, serve):
     with pytest.raises(InvalidArgumentError):
         client.put_batch_ptrs(["bad"], [[1]], [[4096]])
 
-    # One call bigger than the arena: 40 pages of 100 KiB (~4 MiB) through a 1 MiB arena.
+    # One call bigger than the arena: 40 pages of 100 KiB (~4 MiB) through a 2 MiB arena (1 MiB halves).
     big_keys = [f"big-{i}" for i in range(40)]
     big = [page_bytes(k, 100 << 10) for k in big_keys]
     same(lambda s: s.put_batch(big_keys, big), ("ok", [True] * 40))
@@ -238,9 +238,9 @@ def test_client_matches_store_for_every_call(tmp_path, serve):
     assert block.raw == b"".join(big)
     same(lambda s: s.probe(big_keys), ("ok", 40))
     same(lambda s: s.probe(big_keys[20:], prefix_keys=big_keys[:20]), ("ok", 20))
-    # One page larger than the arena cannot go through it; the message says what to change.
+    # One page larger than half the arena cannot go through it; the message says what to change.
     with pytest.raises(InvalidArgumentError, match="--arena-mib"):
-        client.put_batch(["huge"], [bytes(2 << 20)])
+        client.put_batch(["huge"], [bytes((1 << 20) + 1)])
     assert not client.exists("huge")
 
     s_stats, c_stats = store.stats(), client.stats()
@@ -506,6 +506,17 @@ def test_server_option_refuses_store_options(sockdir):
         hicache.HiCacheLSM(None, {"server": str(sockdir / "x.sock"), "capacity_gb": 1})
     with pytest.raises(InvalidArgumentError, match="storage_dir"):
         hicache.HiCacheLSM(None, {"server": str(sockdir / "x.sock"), "storage_dir": "/x"})
+
+
+def test_one_instance_cannot_clear_the_whole_nodes_store(serve):
+    hicache = pytest.importorskip("sglang_lsm.hicache")
+    svc = serve()
+    other = Client(svc.socket)
+    assert other.put_batch(["another-model-page"], [b"theirs"]) == [True]
+    backend = hicache.HiCacheLSM(None, {"server": str(svc.socket)})
+    assert backend.clear() is False
+    assert other.get("another-model-page") == b"theirs"
+    backend.close()
 
 
 # ------------------------------------------------------------------ 4. the service is killed
@@ -989,18 +1000,20 @@ def test_garbage_on_the_socket_does_not_stop_the_service(serve):
         s.shutdown(socketlib.SHUT_WR)
         assert read_until_closed(s) == b"", "dropped without a reply"
         s.close()
-    # Put { keys: ["evil"], prefix: [], pages: [Extent { offset: 1 << 40, len: 4096 }] }, keys
-    # packed as (bytes, lens). Refused with an error reply, or dropped if this encoding is no
-    # longer the service's; either way nothing outside the arena is read or stored.
+    # Put { keys: ["evil"], prefix: [], pages: [Extent { offset: 1 << 40, len: 4096 }],
+    # continuing: false }, keys packed as (bytes, lens): answered with an error reply, and
+    # nothing outside the arena is read or stored.
     s = handshaken(svc.socket)
     keys = varint(4) + b"evil" + varint(1) + varint(4)
     no_keys = varint(0) + varint(0)
-    s.sendall(frame(varint(1) + keys + no_keys + varint(1) + varint(1 << 40) + varint(4096)))
+    s.sendall(
+        frame(varint(1) + keys + no_keys + varint(1) + varint(1 << 40) + varint(4096) + b"\x00")
+    )
     try:
         reply = s.recv(4096)
     except ConnectionResetError:
         reply = b""
-    assert reply == b"" or (len(reply) > 5 and reply[4] == 7), reply  # Response::Error
+    assert len(reply) > 5 and reply[4] == 7, reply  # Response::Error, the connection kept
     s.close()
     assert not client.exists("evil")
 

@@ -24,7 +24,7 @@ impl Running {
     fn start(dir: &Path, socket: &Path, tune: impl FnOnce(&mut ServerOptions)) -> Self {
         let store = Arc::new(Store::open(dir, StoreConfig::default()).expect("open store"));
         let mut options = ServerOptions::new(socket);
-        options.arena_bytes = 64 << 10;
+        options.arena_bytes = sglang_lsm::service::server::MIN_ARENA_BYTES;
         options.request_timeout_ms = 500;
         tune(&mut options);
         let server = Server::bind(Arc::clone(&store), options).expect("bind");
@@ -82,9 +82,9 @@ fn every_call_matches_the_embedded_store_and_batches_larger_than_the_arena_split
     let (_tmp, dir, socket) = setup();
     let _service = Running::start(&dir, &socket, |_| {});
     let c = client(&socket);
-    // 10 pages of 24 KiB in two parts each: 240 KiB through a 64 KiB arena.
+    // 10 pages of 600 KiB in two parts each: 6 MiB through a 2 MiB arena (1 MiB halves).
     let keys: Vec<Vec<u8>> = (0..10).map(|i| format!("chain-{i}").into_bytes()).collect();
-    let pages: Vec<Vec<u8>> = (0..10).map(|i| page(i, 24 << 10)).collect();
+    let pages: Vec<Vec<u8>> = (0..10).map(|i| page(i, 600 << 10)).collect();
     let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     let values: Vec<Vec<&[u8]>> = pages
         .iter()
@@ -95,7 +95,7 @@ fn every_call_matches_the_embedded_store_and_batches_larger_than_the_arena_split
         vec![true; 10]
     );
     assert_eq!(c.probe(&key_refs, &[]).expect("probe"), 10);
-    let mut out: Vec<Vec<u8>> = (0..10).map(|_| vec![0u8; 24 << 10]).collect();
+    let mut out: Vec<Vec<u8>> = (0..10).map(|_| vec![0u8; 600 << 10]).collect();
     let mut probe_keys = key_refs.clone();
     probe_keys.push(b"absent");
     assert_eq!(c.probe(&probe_keys, &[]).expect("probe"), 10);
@@ -155,12 +155,12 @@ fn engine_errors_arrive_as_the_same_typed_error() {
     let long = vec![b'x'; 5000];
     let err = c.exists(&long).expect_err("key too long");
     assert_eq!(err.code(), "key_too_long", "{err}");
-    let big = vec![0u8; (64 << 10) + 1];
+    let big = vec![0u8; (1 << 20) + 1];
     let err = c
         .put_batch(&[b"big"], &[vec![&big[..]]], &[])
         .expect_err("larger than the arena");
     assert!(err.to_string().contains("--arena-mib"), "{err}");
-    // The connection survives every one of these.
+    // The client keeps working after each of these.
     assert!(c.exists(b"k").expect("still served"));
 }
 
@@ -360,4 +360,189 @@ fn many_threads_share_one_client_and_every_page_reads_back() {
         t.join().expect("thread");
     }
     assert_eq!(c.stats().expect("stats").pages, 240);
+}
+
+#[test]
+fn empty_batches_are_answered_without_costing_a_connection() {
+    let (_tmp, dir, socket) = setup();
+    // Room for the client and one raw connection still closing, no more: a leaked slot
+    // per empty batch would soon refuse the next connection.
+    let _service = Running::start(&dir, &socket, |o| o.max_clients = 3);
+    let c = client(&socket);
+    for _ in 0..10 {
+        assert_eq!(
+            c.put_batch(&[], &[], &[]).expect("empty put"),
+            Vec::<bool>::new()
+        );
+        assert_eq!(
+            c.get_batch(&[], &mut []).expect("empty get"),
+            Vec::<bool>::new()
+        );
+        assert_eq!(c.probe(&[], &[]).expect("empty probe"), 0);
+    }
+    // A raw empty Put reaches the engine too: answered, and no slot leaks.
+    for _ in 0..5 {
+        let mut s = raw_hello(&socket);
+        let put = Request::Put {
+            keys: sglang_lsm::service::wire::Keys::default(),
+            prefix: sglang_lsm::service::wire::Keys::default(),
+            pages: vec![],
+            continuing: false,
+        };
+        wire::write_frame(&mut s, &put).expect("send");
+        match wire::read_frame::<Response>(&mut s).expect("reply") {
+            Response::Flags(f) => assert!(f.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    }
+    let metrics = c.metrics_text().expect("metrics");
+    assert!(
+        metrics.contains("sglang_lsm_service_connections 1\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_chunk_after_a_declined_chunk_is_declined_as_in_one_batch() {
+    let (_tmp, dir, socket) = setup();
+    // 16 MiB capacity, pages of 700 KiB: one chunk each through 1 MiB halves.
+    let store = Arc::new(
+        Store::open(
+            &dir,
+            StoreConfig {
+                capacity_bytes: Some(16 << 20),
+                segment_bytes: 1 << 20,
+                ..StoreConfig::default()
+            },
+        )
+        .expect("open"),
+    );
+    let mut options = ServerOptions::new(&socket);
+    options.arena_bytes = sglang_lsm::service::server::MIN_ARENA_BYTES;
+    let server = Server::bind(Arc::clone(&store), options).expect("bind");
+    let stop = server.shutdown_flag();
+    let thread = std::thread::spawn(move || server.run().expect("serve"));
+    let c = client(&socket);
+    let keys: Vec<String> = (0..40).map(|i| format!("long-{i:02}")).collect();
+    let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let pages: Vec<Vec<u8>> = (0..40).map(|i| page(i, 700 << 10)).collect();
+    let values: Vec<Vec<&[u8]>> = pages.iter().map(|p| vec![&p[..]]).collect();
+    let flags = c.put_batch(&refs, &values, &[]).expect("put");
+    let stored = flags.iter().take_while(|&&f| f).count();
+    assert!(
+        stored > 0 && stored < 40,
+        "the bound declines the tail: {flags:?}"
+    );
+    assert!(
+        flags[stored..].iter().all(|&f| !f),
+        "nothing after the first decline: {flags:?}"
+    );
+    assert_eq!(
+        c.probe(&refs, &[]).expect("probe"),
+        stored,
+        "no page stored unreachable"
+    );
+    for k in &refs[stored..] {
+        assert!(!c.exists(k).expect("exists"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    thread.join().expect("server");
+}
+
+#[test]
+fn an_error_in_a_later_chunk_leaves_the_client_in_step() {
+    let (_tmp, dir, socket) = setup();
+    let _service = Running::start(&dir, &socket, |_| {});
+    let c = client(&socket);
+    let keys: Vec<String> = (0..8).map(|i| format!("e-{i}")).collect();
+    let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let pages: Vec<Vec<u8>> = (0..8).map(|i| page(i, 600 << 10)).collect();
+    let values: Vec<Vec<&[u8]>> = pages.iter().map(|p| vec![&p[..]]).collect();
+    assert_eq!(
+        c.put_batch(&refs, &values, &[]).expect("put"),
+        vec![true; 8]
+    );
+    // Page 6's buffer is the wrong size: its chunk fails after earlier chunks were answered.
+    let mut out: Vec<Vec<u8>> = (0..8)
+        .map(|i| vec![0u8; if i == 6 { 100 } else { 600 << 10 }])
+        .collect();
+    let mut bufs: Vec<Vec<&mut [u8]>> = out.iter_mut().map(|o| vec![&mut o[..]]).collect();
+    let err = c.get_batch(&refs, &mut bufs).expect_err("length mismatch");
+    assert_eq!(err.code(), "length_mismatch", "{err}");
+    // The next calls get their own replies, with exact bytes.
+    for (k, p) in refs.iter().zip(&pages) {
+        assert_eq!(c.get(k).expect("get").as_deref(), Some(&p[..]));
+    }
+}
+
+#[test]
+fn shutdown_is_prompt_while_clients_keep_sending() {
+    let (_tmp, dir, socket) = setup();
+    let mut service = Running::start(&dir, &socket, |_| {});
+    let busy = Arc::new(AtomicBool::new(true));
+    let workers: Vec<_> = (0..3)
+        .map(|t| {
+            let (socket, busy) = (socket.clone(), Arc::clone(&busy));
+            std::thread::spawn(move || {
+                let c = client(&socket);
+                let v = vec![t as u8; 4096];
+                let mut i = 0u64;
+                while busy.load(Ordering::Relaxed) {
+                    let k = format!("busy-{t}-{i}");
+                    // Errors are expected once the service stops.
+                    let _ = c.put_batch(&[k.as_bytes()], &[vec![&v[..]]], &[]);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    service.halt();
+    let took = started.elapsed();
+    busy.store(false, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("worker");
+    }
+    assert!(
+        took < Duration::from_secs(3),
+        "shutdown under load took {took:?}"
+    );
+    assert!(!socket.exists());
+}
+
+#[test]
+fn a_restart_is_survived_with_several_idle_connections() {
+    let (_tmp, dir, socket) = setup();
+    let service = Running::start(&dir, &socket, |_| {});
+    let c = Arc::new(Client::new(
+        &socket,
+        ClientOptions {
+            timeout_ms: 2_000,
+            max_connections: 4,
+        },
+    ));
+    // Four threads at once leave four idle connections in the pool.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let c = Arc::clone(&c);
+            std::thread::spawn(move || {
+                let v = page(t, 8192);
+                let k = format!("idle-{t}");
+                for _ in 0..20 {
+                    c.put_batch(&[k.as_bytes()], &[vec![&v[..]]], &[])
+                        .expect("put");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    drop(service.stop());
+    let _again = Running::start(&dir, &socket, |_| {});
+    assert_eq!(
+        c.get(b"idle-2").expect("the first call after a restart"),
+        Some(page(2, 8192))
+    );
 }

@@ -33,7 +33,7 @@ pub struct ServeArgs {
     /// Allowed client primary gid (repeatable).
     #[arg(long = "allow-gid")]
     pub allow_gid: Vec<u32>,
-    /// Shared arena per connection, MiB: the most bytes one chunk of a call moves.
+    /// Shared arena per connection, MiB (at least 2): a page may take at most half of it.
     #[arg(long, default_value_t = 64)]
     pub arena_mib: usize,
     /// Connections served at once; touched arena memory stays under max_clients × arena.

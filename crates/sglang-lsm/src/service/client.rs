@@ -14,6 +14,33 @@ use super::wire::{self, Extent, FrameError, Keys, Request, Response};
 use super::{EXTENT_ALIGN_BYTES, MAGIC, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use crate::{Error, Result, StoreStats};
 
+/// Connects without blocking: a service that is stopped or wedged, its backlog full, would
+/// otherwise hold a blocking `connect` with no timeout at all.
+fn connect_nonblocking(path: &Path) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    match connect(fd.as_raw_fd(), &addr) {
+        Ok(()) => {}
+        Err(nix::Error::EAGAIN) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "its backlog is full (stopped or overloaded)",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
 /// Replies are small (flags, counts, stats text); the buffer holds any usual one whole.
 const READ_BUFFER_BYTES: usize = 64 << 10;
 
@@ -86,7 +113,7 @@ impl Connection {
                 path.display()
             ))
         };
-        let stream = UnixStream::connect(path).map_err(|e| unavailable("cannot connect to", &e))?;
+        let stream = connect_nonblocking(path).map_err(|e| unavailable("cannot connect to", &e))?;
         stream
             .set_read_timeout(Some(timeout))
             .and_then(|()| stream.set_write_timeout(Some(timeout)))
@@ -97,7 +124,7 @@ impl Connection {
         };
         // A service that refuses us may close before reading the hello; its reason is then
         // waiting to be read, so a failed send is reported only if no reply follows.
-        let sent = wire::write_frame(&mut &stream, &hello);
+        let sent = wire::send_frame(&stream, &hello);
         let mut buf = vec![0u8; 4096];
         let (n, fd) = match (peer::recv_with_fd(&stream, &mut buf), sent) {
             (Ok(got), _) => got,
@@ -147,7 +174,7 @@ impl Connection {
     }
 
     fn send(&mut self, request: &Request) -> std::result::Result<(), CallError> {
-        wire::write_frame(&mut self.reader.get_ref(), request).map_err(|e| match e {
+        wire::send_frame(self.reader.get_ref(), request).map_err(|e| match e {
             // Too big to send is the caller's problem; the connection is untouched.
             Error::InvalidArgument(_) => CallError::Engine(e),
             other => CallError::Broken(other),
@@ -261,6 +288,9 @@ impl Client {
                     if !pooled || attempt == 1 {
                         return Err(e);
                     }
+                    // The service restarted: every idle connection is as stale as this one,
+                    // so the retry opens a fresh one.
+                    self.forget_idle();
                     tracing::debug!(error = %e, "stale connection to the node service; retrying");
                 }
             }
@@ -309,6 +339,15 @@ impl Client {
         self.freed.notify_one();
     }
 
+    fn forget_idle(&self) {
+        let mut pool = self.pool.lock();
+        let dropped = pool.idle.len();
+        pool.idle.clear();
+        pool.open = pool.open.saturating_sub(dropped);
+        drop(pool);
+        self.freed.notify_all();
+    }
+
     fn forget_one(&self) {
         let mut pool = self.pool.lock();
         debug_assert!(pool.open > 0);
@@ -336,6 +375,9 @@ impl Client {
         prefix_keys: &[&[u8]],
     ) -> Result<Vec<bool>> {
         check_count(keys.len(), values.len(), "values")?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let sizes: Vec<u64> = values.iter().map(|p| parts_len(p)).collect();
         self.with_connection(|c| {
             let plan = Plan::new(&sizes, c.arena.len_bytes()).map_err(CallError::Engine)?;
@@ -358,13 +400,14 @@ impl Client {
                 if let Some(prev) = in_flight.take() {
                     flags.extend(c.recv_flags(plan.chunks[prev].0.len())?);
                 }
-                // Later chunks continue the chain: their prefix runs through the pages before.
-                let prefix: Vec<&[u8]> = prefix_keys
-                    .iter()
-                    .chain(&keys[..range.start])
-                    .copied()
-                    .collect();
+                // Later chunks continue the chain: their parent is the page before them, and
+                // the service declines them whole if that page was declined.
+                let prefix: Vec<&[u8]> = match range.start {
+                    0 => prefix_keys.to_vec(),
+                    start => vec![keys[start - 1]],
+                };
                 let request = Request::Put {
+                    continuing: n > 0,
                     keys: Keys::pack(&keys[range.clone()]).map_err(CallError::Engine)?,
                     prefix: Keys::pack(&prefix).map_err(CallError::Engine)?,
                     pages: extents.clone(),
@@ -386,6 +429,9 @@ impl Client {
     /// As the store's, plus [`Error::Unavailable`].
     pub fn get_batch(&self, keys: &[&[u8]], buffers: &mut [Vec<&mut [u8]>]) -> Result<Vec<bool>> {
         check_count(keys.len(), buffers.len(), "buffers")?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let sizes: Vec<u64> = buffers.iter().map(|p| parts_len(p)).collect();
         self.with_connection(|c| {
             let plan = Plan::new(&sizes, c.arena.len_bytes()).map_err(CallError::Engine)?;

@@ -20,6 +20,7 @@
 
 pub mod arena;
 pub mod client;
+mod connection;
 pub mod peer;
 pub mod server;
 pub mod wire;

@@ -2,7 +2,7 @@
 //! own arena, all sharing one [`Store`].
 
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -12,20 +12,15 @@ use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::arena::Arena;
-use super::peer::{self, Access, PeerIdentity};
-use super::wire::{self, FrameError, Request, Response, WireError};
-use super::{MAGIC, PROTOCOL_VERSION};
+use super::connection::{refuse, Connection};
+use super::peer::{self, Access};
 use crate::{Error, Result, Store};
 
-/// A hello is a few bytes; a peer not yet known to be a client gets no larger allocation.
-const MAX_HELLO_BYTES: usize = 256;
-
-/// Requests are keys and extents; the buffer holds a usual one whole.
-const READ_BUFFER_BYTES: usize = 64 << 10;
-
 /// How often idle connections and the accept loop look at the shutdown flag.
-const POLL_INTERVAL_MS: u16 = 200;
+pub(super) const POLL_INTERVAL_MS: u16 = 200;
+
+/// The smallest arena: a page may take half of it, and pages of 1 MiB must fit.
+pub const MIN_ARENA_BYTES: usize = 2 << 20;
 
 /// How the service runs.
 #[derive(Clone, Debug)]
@@ -40,7 +35,7 @@ pub struct ServerOptions {
     /// Touched arena memory is bounded by `max_clients * arena_bytes`.
     pub max_clients: usize,
     /// A request that has started must arrive whole, and its reply must be taken, within
-    /// this; a client that stalls longer is dropped.
+    /// this (a deadline per request, not per read); a client that stalls longer is dropped.
     pub request_timeout_ms: u64,
     /// Mode of the socket file.
     pub socket_mode: u32,
@@ -63,16 +58,16 @@ impl ServerOptions {
 
 /// Counters of the service itself, exported next to the store's metrics.
 #[derive(Default)]
-struct ServiceCounters {
-    connections_open: AtomicUsize,
-    connections_total: AtomicU64,
-    refused_total: AtomicU64,
-    protocol_errors_total: AtomicU64,
-    requests_total: AtomicU64,
+pub(super) struct ServiceCounters {
+    pub(super) connections_open: AtomicUsize,
+    pub(super) connections_total: AtomicU64,
+    pub(super) refused_total: AtomicU64,
+    pub(super) protocol_errors_total: AtomicU64,
+    pub(super) requests_total: AtomicU64,
 }
 
 impl ServiceCounters {
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         let line = |name: &str, kind: &str, help: &str, v: u64| {
             format!("# HELP sglang_lsm_service_{name} {help}\n# TYPE sglang_lsm_service_{name} {kind}\nsglang_lsm_service_{name} {v}\n")
         };
@@ -117,6 +112,8 @@ pub struct Server {
     store: Arc<Store>,
     options: ServerOptions,
     listener: UnixListener,
+    /// The bound socket file's inode, so a stop removes our socket and not a successor's.
+    socket_ino: u64,
     shutdown: Arc<AtomicBool>,
     counters: Arc<ServiceCounters>,
 }
@@ -128,10 +125,9 @@ impl Server {
     /// Another service listens on the socket, the path holds something that is not a socket,
     /// or binding fails.
     pub fn bind(store: Arc<Store>, options: ServerOptions) -> Result<Self> {
-        if options.arena_bytes < super::EXTENT_ALIGN_BYTES as usize || options.max_clients == 0 {
+        if options.arena_bytes < MIN_ARENA_BYTES || options.max_clients == 0 {
             return Err(Error::InvalidArgument(format!(
-                "arena_bytes must be at least {} and max_clients at least 1",
-                super::EXTENT_ALIGN_BYTES
+                "arena_bytes must be at least {MIN_ARENA_BYTES} and max_clients at least 1"
             )));
         }
         let path = &options.socket_path;
@@ -139,6 +135,9 @@ impl Server {
         let listener = UnixListener::bind(path).map_err(|e| Error::io(path, e))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(options.socket_mode))
             .map_err(|e| Error::io(path, e))?;
+        let socket_ino = std::fs::symlink_metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .ino();
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io(path, e))?;
@@ -146,6 +145,7 @@ impl Server {
             store,
             options,
             listener,
+            socket_ino,
             shutdown: Arc::new(AtomicBool::new(false)),
             counters: Arc::new(ServiceCounters::default()),
         })
@@ -157,8 +157,10 @@ impl Server {
         Arc::clone(&self.shutdown)
     }
 
-    /// Serves until the shutdown flag is set, then lets every connection finish its request,
-    /// closes them and removes the socket file. The store stays open (the caller closes it).
+    /// Serves until the shutdown flag is set. Then it stops listening, lets every connection
+    /// finish the request it is on (each connection looks at the flag between requests, and
+    /// a request has `request_timeout_ms` to arrive), closes them and removes the socket
+    /// file. The store stays open (the caller closes it).
     ///
     /// # Errors
     /// The listener failed in a way that is not one client's problem.
@@ -187,13 +189,24 @@ impl Server {
             self.admit(stream, &mut handlers);
         }
         tracing::info!(connections = handlers.len(), "node service stopping");
+        // New clients get "connection refused" (they fail fast and retry) instead of waiting
+        // in the backlog of a listener nobody accepts on.
+        let Self {
+            listener,
+            socket_ino,
+            ..
+        } = self;
+        drop(listener);
+        let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == socket_ino);
+        if ours {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove the socket file");
+            }
+        }
         for h in handlers {
             if h.join().is_err() {
                 tracing::error!("a connection thread panicked");
             }
-        }
-        if let Err(e) = std::fs::remove_file(&path) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove the socket file");
         }
         Ok(())
     }
@@ -202,39 +215,45 @@ impl Server {
         self.counters
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
+        // Refused peers never take a slot or a thread.
+        let peer = peer::identity(&stream).ok();
+        let refusal = match peer {
+            None => Some("cannot read the peer's credentials".to_string()),
+            Some(p) => self.options.access.refusal(p),
+        };
         let open = self.counters.connections_open.load(Ordering::Relaxed);
-        if open >= self.options.max_clients {
+        let refusal = refusal.or_else(|| {
+            (open >= self.options.max_clients).then(|| {
+                format!(
+                    "the service serves {open} connections, its --max-clients bound; raise it \
+                     or use fewer connections per client"
+                )
+            })
+        });
+        if let Some(why) = refusal {
             self.counters.refused_total.fetch_add(1, Ordering::Relaxed);
-            let why = format!(
-                "the service serves {open} connections, its --max-clients bound; raise it or \
-                 use fewer connections per client"
-            );
-            tracing::warn!(reason = %why, "connection refused");
+            tracing::warn!(?peer, reason = %why, "connection refused");
             refuse(&stream, why);
             return;
         }
         self.counters
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
-        let conn = Connection {
+        let conn = Connection::new(
             stream,
-            store: Arc::clone(&self.store),
-            options: self.options.clone(),
-            shutdown: Arc::clone(&self.shutdown),
-            counters: Arc::clone(&self.counters),
-        };
+            peer,
+            Arc::clone(&self.store),
+            self.options.clone(),
+            Arc::clone(&self.shutdown),
+            Arc::clone(&self.counters),
+        );
         let spawned = std::thread::Builder::new()
             .name("slsm-conn".into())
             .spawn(move || conn.serve());
         match spawned {
             Ok(h) => handlers.push(h),
-            Err(e) => {
-                // The closure (and the stream) is gone with the failed spawn; count it closed.
-                self.counters
-                    .connections_open
-                    .fetch_sub(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "cannot start a connection thread");
-            }
+            // The closure, and with it the connection's slot guard, went with the failed spawn.
+            Err(e) => tracing::error!(error = %e, "cannot start a connection thread"),
         }
     }
 }
@@ -250,242 +269,15 @@ fn clear_stale_socket(path: &Path) -> Result<()> {
             path.display()
         )));
     }
-    if UnixStream::connect(path).is_ok() {
-        return Err(Error::InvalidArgument(format!(
+    match UnixStream::connect(path) {
+        // Only "nobody listens" makes it stale; EACCES and kin mean someone else's socket.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path).map_err(|e| Error::io(path, e))
+        }
+        Ok(_) => Err(Error::InvalidArgument(format!(
             "a node service already listens on {}; stop it first or choose another --socket",
             path.display()
-        )));
+        ))),
+        Err(e) => Err(Error::io(path, e)),
     }
-    std::fs::remove_file(path).map_err(|e| Error::io(path, e))
-}
-
-/// Best effort: tells a refused peer why, then drops it. A hello still unread is drained
-/// first (briefly), so the close does not turn into ECONNRESET before the peer reads why.
-fn refuse(stream: &UnixStream, why: String) {
-    let mut s = stream;
-    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-    let _ = wire::write_frame(&mut s, &Response::Error(WireError::Refused(why)));
-    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut sink = [0u8; MAX_HELLO_BYTES + 4];
-    let _ = std::io::Read::read(&mut s, &mut sink);
-}
-
-/// One client connection, served on its own thread.
-struct Connection {
-    stream: UnixStream,
-    store: Arc<Store>,
-    options: ServerOptions,
-    shutdown: Arc<AtomicBool>,
-    counters: Arc<ServiceCounters>,
-}
-
-impl Connection {
-    fn serve(self) {
-        let peer = peer::identity(&self.stream).ok();
-        match self.handshake(peer) {
-            Ok(arena) => {
-                tracing::debug!(?peer, "client connected");
-                self.serve_requests(&arena, peer);
-            }
-            Err(why) => {
-                tracing::warn!(?peer, reason = %why, "handshake failed; connection dropped")
-            }
-        }
-        self.counters
-            .connections_open
-            .fetch_sub(1, Ordering::Relaxed);
-    }
-
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.options.request_timeout_ms.max(1))
-    }
-
-    fn handshake(&self, peer: Option<PeerIdentity>) -> std::result::Result<Arena, String> {
-        let timeout = Some(self.timeout());
-        self.stream
-            .set_read_timeout(timeout)
-            .map_err(|e| e.to_string())?;
-        self.stream
-            .set_write_timeout(timeout)
-            .map_err(|e| e.to_string())?;
-        let refused = |why: String| {
-            self.counters.refused_total.fetch_add(1, Ordering::Relaxed);
-            refuse(&self.stream, why.clone());
-            why
-        };
-        // Read the hello before any refusal: closing a Unix socket with unread data makes
-        // the peer's read fail with ECONNRESET, and it would never see why it was refused.
-        let hello = wire::read_len(&mut &self.stream).and_then(|len| {
-            if len > MAX_HELLO_BYTES {
-                return Err(FrameError::TooLong {
-                    len_bytes: len,
-                    max_bytes: MAX_HELLO_BYTES,
-                });
-            }
-            wire::read_body::<Request>(&mut &self.stream, len)
-        });
-        let Some(peer) = peer else {
-            return Err(refused("cannot read the peer's credentials".into()));
-        };
-        if let Some(why) = self.options.access.refusal(peer) {
-            return Err(refused(why));
-        }
-        match hello {
-            Ok(Request::Hello { magic, version })
-                if magic == MAGIC && version == PROTOCOL_VERSION => {}
-            Ok(Request::Hello { magic, version }) if magic == MAGIC => {
-                return Err(refused(format!(
-                    "client speaks protocol v{version}, this service v{PROTOCOL_VERSION}; \
-                     install the same sglang-lsm release on both sides"
-                )))
-            }
-            Ok(_) | Err(FrameError::Decode(_) | FrameError::TooLong { .. }) => {
-                self.counters
-                    .protocol_errors_total
-                    .fetch_add(1, Ordering::Relaxed);
-                return Err(refused(
-                    "the first message is not an sglang-lsm hello".into(),
-                ));
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-        let arena = Arena::create(self.options.arena_bytes).map_err(|e| e.to_string())?;
-        let welcome = Response::Welcome {
-            version: PROTOCOL_VERSION,
-            arena_bytes: arena.len_bytes() as u64,
-            service_pid: std::process::id(),
-        };
-        let frame = wire::encode(&welcome).map_err(|e| e.to_string())?;
-        peer::send_with_fd(&self.stream, &frame, arena.fd()).map_err(|e| e.to_string())?;
-        Ok(arena)
-    }
-
-    fn serve_requests(&self, arena: &Arena, peer: Option<PeerIdentity>) {
-        // Buffered, so a request costs one `read` however it is framed.
-        let mut reader = std::io::BufReader::with_capacity(READ_BUFFER_BYTES, &self.stream);
-        loop {
-            // Idle clients are normal; wait in short slices so a shutdown is seen promptly.
-            if reader.buffer().is_empty() {
-                let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
-                match poll(&mut fds, PollTimeout::from(POLL_INTERVAL_MS)) {
-                    Ok(0) => {
-                        if self.shutdown.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(nix::Error::EINTR) => continue,
-                    Err(e) => {
-                        tracing::warn!(?peer, error = %e, "poll failed; connection dropped");
-                        return;
-                    }
-                }
-            }
-            let request = match wire::read_frame::<Request>(&mut reader) {
-                Ok(r) => r,
-                Err(FrameError::Closed) => return,
-                Err(e) => {
-                    if !matches!(e, FrameError::Io(_)) {
-                        self.counters
-                            .protocol_errors_total
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                    tracing::warn!(?peer, error = %e, "bad or stalled request; connection dropped");
-                    return;
-                }
-            };
-            self.counters.requests_total.fetch_add(1, Ordering::Relaxed);
-            let response = match self.handle(arena, request) {
-                Ok(r) => r,
-                Err(e) => Response::Error(WireError::from(&e)),
-            };
-            if let Err(e) = wire::write_frame(&mut &self.stream, &response) {
-                tracing::warn!(?peer, error = %e, "cannot reply; connection dropped");
-                return;
-            }
-        }
-    }
-
-    fn handle(&self, arena: &Arena, request: Request) -> Result<Response> {
-        let store = &*self.store;
-        Ok(match request {
-            Request::Hello { .. } => {
-                return Err(Error::InvalidArgument(
-                    "hello sent twice on one connection".into(),
-                ))
-            }
-            Request::Put {
-                keys,
-                prefix,
-                pages,
-            } => {
-                check_count(keys.len(), pages.len())?;
-                arena.check(&pages, false)?;
-                // SAFETY: extents checked; the arena is only read during the call.
-                let values: Vec<Vec<&[u8]>> = pages
-                    .iter()
-                    .map(|&e| vec![unsafe { arena.bytes(e) }])
-                    .collect();
-                Response::Flags(store.put_batch(&keys.slices()?, &values, &prefix.slices()?)?)
-            }
-            Request::Get { keys, pages } => {
-                check_count(keys.len(), pages.len())?;
-                arena.check(&pages, true)?;
-                // SAFETY: extents checked in bounds and pairwise disjoint.
-                let mut buffers: Vec<Vec<&mut [u8]>> = pages
-                    .iter()
-                    .map(|&e| vec![unsafe { arena.bytes_mut(e) }])
-                    .collect();
-                Response::Flags(store.get_batch(&keys.slices()?, &mut buffers)?)
-            }
-            Request::GetOne { key } => match store.get(&key)? {
-                None => Response::Value(None),
-                Some(v) if v.len() > arena.len_bytes() => {
-                    return Err(Error::InvalidArgument(format!(
-                        "page of {} bytes exceeds the service's {}-byte arena; start the \
-                         service with a larger --arena-mib",
-                        v.len(),
-                        arena.len_bytes()
-                    )))
-                }
-                Some(v) => {
-                    let e = wire::Extent {
-                        offset: 0,
-                        len: v.len() as u64,
-                    };
-                    // SAFETY: in bounds (checked above); no other slice alive.
-                    unsafe { arena.bytes_mut(e) }.copy_from_slice(&v);
-                    Response::Value(Some(e.len))
-                }
-            },
-            Request::Probe { keys, prefix } => {
-                Response::Count(store.probe(&keys.slices()?, &prefix.slices()?)? as u64)
-            }
-            Request::Exists { key } => Response::Bool(store.exists(&key)?),
-            Request::Delete { key } => Response::Bool(store.delete(&key)?),
-            Request::Clear => {
-                store.clear()?;
-                Response::Unit
-            }
-            Request::Flush => {
-                store.flush()?;
-                Response::Unit
-            }
-            Request::Stats => Response::Text(
-                serde_json::to_string(&store.stats())
-                    .map_err(|e| Error::InvalidArgument(format!("cannot encode stats: {e}")))?,
-            ),
-            Request::Metrics => Response::Text(store.metrics_text() + &self.counters.text()),
-        })
-    }
-}
-
-fn check_count(keys: usize, pages: usize) -> Result<()> {
-    if keys == pages {
-        return Ok(());
-    }
-    Err(Error::InvalidArgument(format!(
-        "{keys} keys but {pages} page extents; pass one per key"
-    )))
 }

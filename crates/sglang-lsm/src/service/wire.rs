@@ -115,6 +115,9 @@ pub enum Request {
         prefix: Keys,
         /// Where each page's bytes lie in the arena.
         pages: Vec<Extent>,
+        /// A later chunk of one batch: decline it whole if its first page's parent is not
+        /// resident ([`crate::Store::put_batch_continuing`]).
+        continuing: bool,
     },
     /// `Store::get_batch` into the arena.
     Get {
@@ -448,6 +451,38 @@ pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), Erro
         .map_err(|e| Error::Unavailable(format!("cannot send to the node service: {e}")))
 }
 
+/// Sends one frame on a socket with `MSG_NOSIGNAL`: a peer that died is an error here, not
+/// a SIGPIPE that kills a host process which never ignored it.
+///
+/// # Errors
+/// Encoding (see [`encode`]), socket failure or the send timeout.
+pub fn send_frame<T: Serialize>(
+    stream: &std::os::unix::net::UnixStream,
+    msg: &T,
+) -> Result<(), Error> {
+    use std::os::fd::AsRawFd;
+    let frame = encode(msg)?;
+    let mut sent = 0;
+    while sent < frame.len() {
+        match nix::sys::socket::send(
+            stream.as_raw_fd(),
+            &frame[sent..],
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        ) {
+            Ok(0) => return Err(Error::Unavailable("the peer closed the connection".into())),
+            Ok(n) => sent += n,
+            Err(nix::Error::EINTR) => {}
+            Err(e) => {
+                return Err(Error::Unavailable(format!(
+                    "cannot send to the node service: {}",
+                    std::io::Error::from(e)
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +491,7 @@ mod tests {
     #[test]
     fn a_request_round_trips() {
         let req = Request::Put {
+            continuing: true,
             keys: Keys::pack(&[b"a".as_slice(), b"bb"]).expect("keys"),
             prefix: Keys::pack(&[b"p"]).expect("keys"),
             pages: vec![

@@ -72,7 +72,36 @@ impl Store {
         values: &[Vec<&[u8]>],
         prefix_keys: &[&[u8]],
     ) -> Result<Vec<bool>> {
+        self.put_chunk(keys, values, prefix_keys, false)
+    }
+
+    /// [`Store::put_batch`] of one chunk of a batch split in several calls (the node service's
+    /// arena chunks): the chunk continues the chain of the calls before it, so if its first
+    /// page's parent is not resident (the previous chunk declined it), the whole chunk is
+    /// declined, as the tail of one big batch would be, rather than stored unreachable.
+    ///
+    /// # Errors
+    /// As [`Store::put_batch`].
+    pub fn put_batch_continuing(
+        &self,
+        keys: &[&[u8]],
+        values: &[Vec<&[u8]>],
+        prefix_keys: &[&[u8]],
+    ) -> Result<Vec<bool>> {
+        self.put_chunk(keys, values, prefix_keys, true)
+    }
+
+    fn put_chunk(
+        &self,
+        keys: &[&[u8]],
+        values: &[Vec<&[u8]>],
+        prefix_keys: &[&[u8]],
+        continuing: bool,
+    ) -> Result<Vec<bool>> {
         validate_put(keys, values, prefix_keys)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let inner = &self.inner;
         let _timer = Timer::start(&inner.counters.put_latency);
         let parents = key::parents(keys, prefix_keys);
@@ -102,7 +131,17 @@ impl Store {
                     chosen.push(i);
                 }
             }
-            needs_parent[0] = parents[0] != key::NO_PARENT && r.contains(parents[0]);
+            let parent_resident = parents[0] != key::NO_PARENT && r.contains(parents[0]);
+            if continuing && parents[0] != key::NO_PARENT && !parent_resident {
+                // Pages already stored stay `true`, as in a batch declined past its start.
+                drop(r);
+                for &i in &chosen {
+                    results[i] = false;
+                }
+                Counters::add(&inner.counters.put_declined_pages, chosen.len() as u64);
+                return Ok(results);
+            }
+            needs_parent[0] = parent_resident;
         }
         // Reclamation and quota eviction below must not take a parent of what we publish.
         let _pins = inner.pins.pin(
