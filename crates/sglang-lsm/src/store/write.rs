@@ -306,59 +306,6 @@ impl Store {
         })
     }
 
-    /// Deletes the `roots` for which `keep_root(i)` holds (checked under the writer lock) and
-    /// every resident descendant of them; returns how many pages existed. The whole cascade
-    /// runs under the writer lock: a put publishing a child of a doomed page between the
-    /// descendant scan and the delete would otherwise be left an orphan.
-    pub(super) fn delete_with_descendants(
-        &self,
-        roots: Vec<Vec<u8>>,
-        keep_root: impl Fn(usize) -> Result<bool>,
-    ) -> Result<usize> {
-        let removed = {
-            let mut w = self.inner.vlog.lock_writer();
-            let mut doomed = Vec::with_capacity(roots.len());
-            for (i, k) in roots.into_iter().enumerate() {
-                if keep_root(i)? {
-                    doomed.push(k);
-                }
-            }
-            self.collect_descendants(&mut doomed)?;
-            // Breadth-first order lists every page after its parent; reversed, leaves go
-            // first and the roots last. Each frame is durable on its own, so a crash (or a
-            // failed write) between frames leaves the pages not yet deleted, an
-            // ancestor-closed set: a smaller tree, never an orphan (issue 16).
-            doomed.reverse();
-            let refs: Vec<&[u8]> = doomed.iter().map(Vec::as_slice).collect();
-            let mut removed = 0;
-            for chunk in refs.chunks(MAX_FRAME_RECORDS) {
-                removed += self.delete_frame(&mut w, chunk)?;
-            }
-            removed
-        };
-        self.inner.after_publish()?;
-        Ok(removed)
-    }
-
-    /// Appends every resident descendant of the keys in `keys` (breadth-first, bounded).
-    fn collect_descendants(&self, keys: &mut Vec<Vec<u8>>) -> Result<()> {
-        const MAX_CASCADE_PAGES: usize = 1 << 20;
-        let mut next = 0;
-        while next < keys.len() && keys.len() < MAX_CASCADE_PAGES {
-            let children = self.inner.index.children(fingerprint(&keys[next]))?;
-            next += 1;
-            let r = self.inner.residency.read();
-            keys.extend(children.into_iter().filter(|c| r.contains(fingerprint(c))));
-        }
-        if keys.len() >= MAX_CASCADE_PAGES {
-            tracing::warn!(
-                pages = keys.len(),
-                "cascading delete hit its bound; deeper descendants stay"
-            );
-        }
-        Ok(())
-    }
-
     /// Logs one Delete frame for those of `keys` (at most `MAX_FRAME_RECORDS`) that exist,
     /// under the writer lock `w`; returns how many existed.
     fn delete_frame(&self, w: &mut crate::vlog::Writer, keys: &[&[u8]]) -> Result<usize> {
