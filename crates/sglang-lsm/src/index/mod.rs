@@ -139,21 +139,24 @@ impl Index {
     }
 
     /// The child of `parent` with the smallest fingerprint above `after` (any, when `after` is
-    /// `None`) that `accept` takes, among those linked and not removed. Links sort by child
-    /// fingerprint, so a walk over a page's children holds only the last fingerprint seen,
-    /// never the list: a cascade over a page with a million children stays small.
+    /// `None`) that `accept` takes, among those linked and not removed, and whether `accept`
+    /// takes another after it (read from the same scan, so a walk need not seek again to learn
+    /// that a page has no more children). Links sort by child fingerprint, so a walk over a
+    /// page's children holds only the last fingerprint seen, never the list: a cascade over a
+    /// page with a million children stays small.
     pub fn next_child(
         &self,
         parent: Fingerprint,
         after: Option<Fingerprint>,
         mut accept: impl FnMut(Fingerprint) -> bool,
-    ) -> Result<Option<Fingerprint>> {
+    ) -> Result<Option<(Fingerprint, bool)>> {
         let from = match after {
             None => 0,
             Some(u64::MAX) => return Ok(None),
             Some(fp) => fp + 1,
         };
         let range = child_key(parent, from)..=child_key(parent, u64::MAX);
+        let mut found = None;
         for item in self.tree.range(range, self.read_seqno(), None) {
             let link = item.key()?;
             let Some(child) = link
@@ -167,10 +170,13 @@ impl Index {
                 });
             };
             if accept(child) {
-                return Ok(Some(child));
+                if found.is_some() {
+                    return Ok(found.map(|c| (c, true)));
+                }
+                found = Some(child);
             }
         }
-        Ok(None)
+        Ok(found.map(|c| (c, false)))
     }
 
     /// The key of `child` if it is linked under `parent` (one point lookup of the link).

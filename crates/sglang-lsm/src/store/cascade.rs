@@ -13,8 +13,8 @@
 //! prefix and releases the lock. A page that fails the check, and everything emitted after
 //! it, stays; the walk restarts from that page's root and finds the new child.
 //!
-//! Memory: the walk keeps one [`Frame`] (24 bytes: the page's fingerprint and the last child
-//! fingerprint it descended into) per level of depth, never a page's children list and never
+//! Memory: the walk keeps one [`Frame`] (24 bytes: the page's fingerprint, the last child
+//! fingerprint it descended into, and whether another child follows) per level of depth, never a page's children list and never
 //! a key, so a chain of 1M pages costs 24 MiB of stack and a page with 1M children costs one
 //! frame. On top of that, one step holds at most `step_pages` emitted pages (key plus ~80
 //! bytes each, ~10 MiB for 65,536 pages of 64-byte keys), freed when the step ends.
@@ -28,16 +28,43 @@ use crate::error::{Error, Result};
 use crate::key::{fingerprint, Fingerprint};
 use crate::vlog::format::MAX_FRAME_RECORDS;
 
-/// Pages one cascade step deletes at most: one Delete frame. The writer lock is held for the
-/// check and the frame of one step only (docs/BENCHMARKS.md has the figures).
-pub(crate) const CASCADE_STEP_PAGES: usize = MAX_FRAME_RECORDS;
+/// Pages one cascade step deletes at most (one Delete frame). The writer lock is held for the
+/// check and frame of one step, ~20 µs a page in release: a full 65,536-record frame held it
+/// ~1.4 s, 4,096 pages ~0.1 s, and smaller steps barely shorten what other writers see while
+/// slowing the cascade (docs/BENCHMARKS.md, 2026-12-04).
+pub(crate) const CASCADE_STEP_PAGES: usize = 4_096;
 
 /// One level of the walk: a page, and the fingerprint of the last child the walk descended
-/// into (children are visited in fingerprint order, so that is the whole cursor).
+/// into (children are visited in fingerprint order, so that is the whole cursor). 24 bytes.
 #[derive(Clone, Copy)]
 struct Frame {
     fp: Fingerprint,
-    after: Option<Fingerprint>,
+    after: Fingerprint,
+    cursor: Cursor,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cursor {
+    /// No child visited yet.
+    Start,
+    /// Children up to `after` visited; more may follow.
+    After,
+    /// The scan that found `after` saw no other child: done once `after` is. A child
+    /// published since is caught by the check under the writer lock.
+    Last,
+}
+
+// The per-level cost stated in the module docs and docs/DESIGN.md.
+const _: () = assert!(std::mem::size_of::<Frame>() == 24);
+
+impl Frame {
+    fn new(fp: Fingerprint) -> Self {
+        Self {
+            fp,
+            after: 0,
+            cursor: Cursor::Start,
+        }
+    }
 }
 
 /// A page the walk emitted: all of its descendants were emitted before it.
@@ -78,10 +105,7 @@ impl Walk {
         self.stack.clear();
         self.root = root;
         match self.roots.get(root) {
-            Some(k) => self.stack.push(Frame {
-                fp: fingerprint(k),
-                after: None,
-            }),
+            Some(k) => self.stack.push(Frame::new(fingerprint(k))),
             None => self.done = true,
         }
     }
@@ -117,10 +141,16 @@ impl Walk {
                 continue;
             };
             let root_fp = fingerprint(&self.roots[self.root]);
-            let child = inner.index.next_child(top.fp, top.after, |c| {
-                !in_step.contains(&c) && inner.residency.read().contains(c)
-            })?;
-            if let Some(c) = child {
+            let child = match top.cursor {
+                Cursor::Last => None,
+                Cursor::Start | Cursor::After => {
+                    let after = (top.cursor == Cursor::After).then_some(top.after);
+                    inner.index.next_child(top.fp, after, |c| {
+                        !in_step.contains(&c) && inner.residency.read().contains(c)
+                    })?
+                }
+            };
+            if let Some((c, more)) = child {
                 if c == root_fp || c == top.fp {
                     // Only a parent link that loops back reaches the root again: each page
                     // has one parent, so a walk down can repeat a page only through its root.
@@ -133,9 +163,10 @@ impl Walk {
                     });
                 }
                 if let Some(f) = self.stack.last_mut() {
-                    f.after = Some(c);
+                    f.after = c;
+                    f.cursor = if more { Cursor::After } else { Cursor::Last };
                 }
-                self.stack.push(Frame { fp: c, after: None });
+                self.stack.push(Frame::new(c));
                 continue;
             }
             self.stack.pop();
@@ -205,6 +236,9 @@ impl Store {
         let mut walk = Walk::new(roots);
         let mut removed = 0usize;
         let mut steps = 0usize;
+        let started = std::time::Instant::now();
+        let mut locked_us_total = 0u64;
+        let mut locked_us_max = 0u64;
         loop {
             let batch = walk.fill(self, step_pages)?;
             if batch.is_empty() {
@@ -218,7 +252,11 @@ impl Store {
                      the subtree keep extending it"
                 )));
             }
+            let step_started = std::time::Instant::now();
             let (n, cut) = self.delete_step(&batch)?;
+            let locked_us = super::elapsed_us(step_started);
+            locked_us_total += locked_us;
+            locked_us_max = locked_us_max.max(locked_us);
             removed += n;
             inner.after_publish()?;
             if let Some(i) = cut {
@@ -226,6 +264,14 @@ impl Store {
                 walk.restart_at(batch[i].root);
             }
         }
+        tracing::debug!(
+            removed,
+            steps,
+            total_us = super::elapsed_us(started),
+            locked_us_total,
+            locked_us_max,
+            "cascading delete done"
+        );
         Ok(removed)
     }
 
