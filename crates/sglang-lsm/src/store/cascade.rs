@@ -29,9 +29,9 @@ use crate::key::{fingerprint, Fingerprint};
 use crate::vlog::format::MAX_FRAME_RECORDS;
 
 /// Pages one cascade step deletes at most (one Delete frame). The writer lock is held for the
-/// check and frame of one step, ~20 µs a page in release: a full 65,536-record frame held it
-/// ~1.4 s, 4,096 pages ~0.1 s, and smaller steps barely shorten what other writers see while
-/// slowing the cascade (docs/BENCHMARKS.md, 2026-12-04).
+/// check and frame of one step: over 1M descendants in release, a full 65,536-record step made
+/// a concurrent put wait up to 486 ms, 4,096 pages 116 ms, for a cascade 15% slower in all
+/// (docs/BENCHMARKS.md, 2026-12-04).
 pub(crate) const CASCADE_STEP_PAGES: usize = 4_096;
 
 /// One level of the walk: a page, and the fingerprint of the last child the walk descended

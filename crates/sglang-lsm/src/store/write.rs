@@ -265,9 +265,13 @@ impl Store {
     /// Deletes a page and every resident descendant (a descendant is reachable only through
     /// this page, so keeping it would waste space on something that can never hit). Returns
     /// whether the page existed. The deletion is logged, so it survives a crash like a put.
+    /// Any number of descendants: they go in steps of 4,096 pages, leaves first, each its own
+    /// Delete frame and writer-lock hold, so other writers wait for a step, and a crash
+    /// between steps leaves a smaller tree, never an orphan.
     ///
     /// # Errors
-    /// Invalid key, or an I/O failure writing the tombstone.
+    /// Invalid key, an I/O failure writing a tombstone, or [`Error::CascadeUnfinished`] if
+    /// concurrent puts under the page kept the cascade from finishing (retry).
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         key::validate(key)?;
         if !self.inner.residency.read().contains(fingerprint(key)) {
