@@ -206,37 +206,41 @@ fn unrelated_puts_wait_for_one_step_not_the_whole_cascade() {
     s.set_cascade_step_pages(256);
     let running = AtomicBool::new(true);
     let started = AtomicBool::new(false);
+    let in_cascade = AtomicBool::new(false);
     let put_max_us = AtomicU64::new(0);
     let puts = AtomicU64::new(0);
     let cascade = std::thread::scope(|scope| {
         scope.spawn(|| {
-            while !started.load(Ordering::Acquire) {
-                std::thread::yield_now();
-            }
             let page = vec![3u8; 4096];
             let mut i = 0u64;
             while running.load(Ordering::Acquire) {
                 let k = format!("bystander-{i:06}");
+                // A put counts if it started during the cascade, however late it ends: under
+                // a cascade that holds the writer lock throughout, one such put waits for
+                // nearly all of it and no other starts.
+                let during = in_cascade.load(Ordering::Acquire);
                 let t = Instant::now();
                 let stored = s
                     .put_batch(&[k.as_bytes()], &[vec![&page[..]]], &[])
                     .expect("put");
                 let us = t.elapsed().as_micros() as u64;
                 assert!(stored[0]);
-                // Only puts that ended while the cascade ran count.
-                if running.load(Ordering::Acquire) {
+                if during {
                     put_max_us.fetch_max(us, Ordering::Relaxed);
                     puts.fetch_add(1, Ordering::Relaxed);
                 }
+                started.store(true, Ordering::Release);
                 i += 1;
                 std::thread::sleep(Duration::from_millis(1));
             }
         });
-        started.store(true, Ordering::Release);
-        // Let the first put start before the cascade, as it would against a busy store.
-        std::thread::sleep(Duration::from_millis(20));
+        while !started.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
         let t = Instant::now();
+        in_cascade.store(true, Ordering::Release);
         assert!(s.delete(tree.root().as_bytes()).expect("delete"));
+        in_cascade.store(false, Ordering::Release);
         let took = t.elapsed();
         running.store(false, Ordering::Release);
         took
@@ -244,13 +248,10 @@ fn unrelated_puts_wait_for_one_step_not_the_whole_cascade() {
     let put_max = Duration::from_micros(put_max_us.load(Ordering::Relaxed));
     let n = puts.load(Ordering::Relaxed);
     eprintln!(
-        "cascade of {} pages took {cascade:?}; {n} puts meanwhile, slowest {put_max:?}",
+        "cascade of {} pages took {cascade:?}; {n} puts started meanwhile, slowest {put_max:?}",
         tree.keys.len()
     );
-    assert!(
-        n >= 3,
-        "only {n} puts completed during a {cascade:?} cascade"
-    );
+    assert!(n >= 3, "only {n} puts started during a {cascade:?} cascade");
     assert!(
         put_max * 4 < cascade,
         "a put waited {put_max:?}, more than a quarter of the {cascade:?} cascade"
