@@ -477,3 +477,18 @@ fn puts_racing_a_cascade_leave_no_orphan() {
         "no put ran during a cascade: nothing raced"
     );
 }
+
+/// Parent links can loop when a suffix is stored before its prefix (B under absent A, then A
+/// under B). A walk down from A meets A again; that is a typed error naming the page, not an
+/// endless walk, and it deletes nothing.
+#[test]
+fn a_parent_link_cycle_is_a_typed_error_not_a_hang() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(dir.path(), fast_config()).expect("open");
+    let (a, b) = (b"cycle-a".as_slice(), b"cycle-b".as_slice());
+    s.put_batch(&[b], &[vec![&VALUE[..]]], &[a]).expect("put b");
+    s.put_batch(&[a], &[vec![&VALUE[..]]], &[b]).expect("put a");
+    let e = s.delete(a).expect_err("a cycle was deleted as a tree");
+    assert_eq!(e.code(), "corrupt", "{e}");
+    assert!(s.exists(a).expect("exists") && s.exists(b).expect("exists"));
+}
