@@ -29,6 +29,7 @@ from typing import Any, Sequence, Union
 
 from . import _native
 from .errors import (
+    CascadeUnfinishedError,
     CorruptStoreError,
     InvalidArgumentError,
     LengthMismatchError,
@@ -55,6 +56,7 @@ __all__ = [
     "StoreClosedError",
     "ServiceUnavailableError",
     "ServiceRefusedError",
+    "CascadeUnfinishedError",
     "__version__",
 ]
 

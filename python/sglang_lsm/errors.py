@@ -108,6 +108,13 @@ class ServiceRefusedError(StoreError, ConnectionError):
     code = "refused"
 
 
+class CascadeUnfinishedError(StoreError):
+    """A cascading delete stopped at its step bound while concurrent puts kept extending the
+    subtree. What it removed stays removed, nothing is orphaned; retry the delete."""
+
+    code = "cascade_unfinished"
+
+
 _BY_CODE: dict[str, type[StoreError]] = {
     "invalid_argument": InvalidArgumentError,
     "key_too_long": InvalidArgumentError,
@@ -123,6 +130,7 @@ _BY_CODE: dict[str, type[StoreError]] = {
     "closed": StoreClosedError,
     "unavailable": ServiceUnavailableError,
     "refused": ServiceRefusedError,
+    "cascade_unfinished": CascadeUnfinishedError,
 }
 
 

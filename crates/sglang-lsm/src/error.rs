@@ -105,6 +105,12 @@ pub enum Error {
     /// not allow, or its client bound reached.
     #[error("node service refused the connection: {0}")]
     Refused(String),
+
+    /// A cascading delete stopped before its subtree was gone: concurrent puts kept adding
+    /// pages under it faster than it removed them, past its step bound. What it removed is
+    /// logged, and what remains is a smaller tree (never an orphan); a retry continues.
+    #[error("cascading delete unfinished: {0}")]
+    CascadeUnfinished(String),
 }
 
 impl Error {
@@ -125,6 +131,7 @@ impl Error {
             Self::Index(_) => "index",
             Self::Unavailable(_) => "unavailable",
             Self::Refused(_) => "refused",
+            Self::CascadeUnfinished(_) => "cascade_unfinished",
         }
     }
 

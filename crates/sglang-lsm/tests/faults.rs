@@ -227,9 +227,10 @@ fn failed_reads_are_misses_and_keep_the_page() {
     }
 }
 
-/// A cascading delete larger than one Delete frame (65,536 records) that fails between its
-/// frames (ENOSPC here; a SIGKILL there is the same: each frame is durable on its own) leaves
-/// a smaller tree, never an orphan: leaves go first, the root last.
+/// A cascading delete of many Delete frames (one per step of 4,096 pages; 65,536 records at
+/// most) that fails between its frames (ENOSPC here; a SIGKILL there is the same: each frame
+/// is durable on its own) leaves a smaller tree, never an orphan: leaves go first, the root
+/// last.
 #[test]
 fn a_cascade_cut_short_between_frames_leaves_no_orphan() {
     let dir = tempfile::tempdir().expect("tempdir");

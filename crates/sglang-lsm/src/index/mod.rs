@@ -138,6 +138,55 @@ impl Index {
         Ok(out)
     }
 
+    /// The child of `parent` with the smallest fingerprint above `after` (any, when `after` is
+    /// `None`) that `accept` takes, among those linked and not removed, and whether `accept`
+    /// takes another after it (read from the same scan, so a walk need not seek again to learn
+    /// that a page has no more children). Links sort by child fingerprint, so a walk over a
+    /// page's children holds only the last fingerprint seen, never the list: a cascade over a
+    /// page with a million children stays small.
+    pub fn next_child(
+        &self,
+        parent: Fingerprint,
+        after: Option<Fingerprint>,
+        mut accept: impl FnMut(Fingerprint) -> bool,
+    ) -> Result<Option<(Fingerprint, bool)>> {
+        let from = match after {
+            None => 0,
+            Some(u64::MAX) => return Ok(None),
+            Some(fp) => fp + 1,
+        };
+        let range = child_key(parent, from)..=child_key(parent, u64::MAX);
+        let mut found = None;
+        for item in self.tree.range(range, self.read_seqno(), None) {
+            let link = item.key()?;
+            let Some(child) = link
+                .get(9..17)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+            else {
+                return Err(Error::Corrupt {
+                    path: "index".into(),
+                    detail: format!("child link key of {} bytes", link.len()),
+                });
+            };
+            if accept(child) {
+                if found.is_some() {
+                    return Ok(found.map(|c| (c, true)));
+                }
+                found = Some(child);
+            }
+        }
+        Ok(found.map(|c| (c, false)))
+    }
+
+    /// The key of `child` if it is linked under `parent` (one point lookup of the link).
+    pub fn child_link(&self, parent: Fingerprint, child: Fingerprint) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .tree
+            .get(child_key(parent, child), self.read_seqno())?
+            .map(|v| v.to_vec()))
+    }
+
     /// Reads every parent-to-child link once, so that damage to their blocks shows at open
     /// (where the index is rebuilt) rather than in a later delete. Returns the link count.
     pub fn check_links(&self) -> Result<u64> {

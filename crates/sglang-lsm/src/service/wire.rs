@@ -229,6 +229,8 @@ pub enum WireError {
     Index(String),
     Unavailable(String),
     Refused(String),
+    // Appended last: postcard numbers variants in order, so older peers keep decoding the rest.
+    CascadeUnfinished(String),
 }
 
 impl From<&Error> for WireError {
@@ -276,6 +278,7 @@ impl From<&Error> for WireError {
             Error::Index(m) => Self::Index(m.clone()),
             Error::Unavailable(m) => Self::Unavailable(m.clone()),
             Error::Refused(m) => Self::Refused(m.clone()),
+            Error::CascadeUnfinished(m) => Self::CascadeUnfinished(m.clone()),
         }
     }
 }
@@ -326,6 +329,7 @@ impl From<WireError> for Error {
             WireError::Index(m) => Self::Index(m),
             WireError::Unavailable(m) => Self::Unavailable(m),
             WireError::Refused(m) => Self::Refused(m),
+            WireError::CascadeUnfinished(m) => Self::CascadeUnfinished(m),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! 3. A page is resident (in the residency set) iff the index holds its record.
 
 mod admission;
+mod cascade;
 pub(crate) mod dirlock;
 mod fptable;
 mod inflight;
@@ -71,6 +72,8 @@ pub(crate) struct Inner {
     /// Runtime knobs: set from the config, retuned by the controller when `adaptive`.
     knobs: LiveKnobs,
     controller: parking_lot::Mutex<Controller>,
+    /// Pages per cascading-delete step (`cascade::CASCADE_STEP_PAGES`; tests lower it).
+    cascade_step_pages: std::sync::atomic::AtomicUsize,
 }
 
 /// A KV-cache page store. `Send + Sync`: share it with `Arc` across threads.
@@ -175,6 +178,7 @@ impl Store {
             residency: RwLock::new(residency),
             counters: Counters::default(),
             maintenance: maintenance::Signal::default(),
+            cascade_step_pages: std::sync::atomic::AtomicUsize::new(cascade::CASCADE_STEP_PAGES),
         });
         let mut store = Self {
             inner,

@@ -314,9 +314,13 @@ impl Store {
     /// Deletes a page and every resident descendant (a descendant is reachable only through
     /// this page, so keeping it would waste space on something that can never hit). Returns
     /// whether the page existed. The deletion is logged, so it survives a crash like a put.
+    /// Any number of descendants: they go in steps of 4,096 pages, leaves first, each its own
+    /// Delete frame and writer-lock hold, so other writers wait for a step, and a crash
+    /// between steps leaves a smaller tree, never an orphan.
     ///
     /// # Errors
-    /// Invalid key, or an I/O failure writing the tombstone.
+    /// Invalid key, an I/O failure writing a tombstone, or [`Error::CascadeUnfinished`] if
+    /// concurrent puts under the page kept the cascade from finishing (retry).
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         key::validate(key)?;
         if !self.inner.residency.read().contains(fingerprint(key)) {
@@ -353,59 +357,6 @@ impl Store {
             let (k, rec) = &pages[i];
             Ok(self.inner.index.get(k)?.is_some_and(|now| now == *rec))
         })
-    }
-
-    /// Deletes the `roots` for which `keep_root(i)` holds (checked under the writer lock) and
-    /// every resident descendant of them; returns how many pages existed. The whole cascade
-    /// runs under the writer lock: a put publishing a child of a doomed page between the
-    /// descendant scan and the delete would otherwise be left an orphan.
-    pub(super) fn delete_with_descendants(
-        &self,
-        roots: Vec<Vec<u8>>,
-        keep_root: impl Fn(usize) -> Result<bool>,
-    ) -> Result<usize> {
-        let removed = {
-            let mut w = self.inner.vlog.lock_writer();
-            let mut doomed = Vec::with_capacity(roots.len());
-            for (i, k) in roots.into_iter().enumerate() {
-                if keep_root(i)? {
-                    doomed.push(k);
-                }
-            }
-            self.collect_descendants(&mut doomed)?;
-            // Breadth-first order lists every page after its parent; reversed, leaves go
-            // first and the roots last. Each frame is durable on its own, so a crash (or a
-            // failed write) between frames leaves the pages not yet deleted, an
-            // ancestor-closed set: a smaller tree, never an orphan (issue 16).
-            doomed.reverse();
-            let refs: Vec<&[u8]> = doomed.iter().map(Vec::as_slice).collect();
-            let mut removed = 0;
-            for chunk in refs.chunks(MAX_FRAME_RECORDS) {
-                removed += self.delete_frame(&mut w, chunk)?;
-            }
-            removed
-        };
-        self.inner.after_publish()?;
-        Ok(removed)
-    }
-
-    /// Appends every resident descendant of the keys in `keys` (breadth-first, bounded).
-    fn collect_descendants(&self, keys: &mut Vec<Vec<u8>>) -> Result<()> {
-        const MAX_CASCADE_PAGES: usize = 1 << 20;
-        let mut next = 0;
-        while next < keys.len() && keys.len() < MAX_CASCADE_PAGES {
-            let children = self.inner.index.children(fingerprint(&keys[next]))?;
-            next += 1;
-            let r = self.inner.residency.read();
-            keys.extend(children.into_iter().filter(|c| r.contains(fingerprint(c))));
-        }
-        if keys.len() >= MAX_CASCADE_PAGES {
-            tracing::warn!(
-                pages = keys.len(),
-                "cascading delete hit its bound; deeper descendants stay"
-            );
-        }
-        Ok(())
     }
 
     /// Logs one Delete frame for those of `keys` (at most `MAX_FRAME_RECORDS`) that exist,
