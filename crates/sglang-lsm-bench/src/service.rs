@@ -591,8 +591,36 @@ fn copy_cost() -> anyhow::Result<CopyCost> {
     })
 }
 
+/// The machine's floor for any socket round trip: one byte bounced between two threads over
+/// a Unix socket pair, the same two wakeups a service call costs. Measured in the same run,
+/// because on this shared VM it moves between runs from ~10 to ~45 us.
+fn socket_floor_us(iters: usize) -> anyhow::Result<f64> {
+    use std::io::{Read, Write};
+    let (mut a, mut b) = std::os::unix::net::UnixStream::pair()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut byte = [0u8; 1];
+        while b.read(&mut byte)? == 1 {
+            b.write_all(&byte)?;
+        }
+        Ok(())
+    });
+    let mut us = Vec::with_capacity(iters);
+    let mut byte = [7u8; 1];
+    for _ in 0..iters {
+        let t = Instant::now();
+        a.write_all(&byte)?;
+        a.read_exact(&mut byte)?;
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(a);
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    Ok(quantile(&mut us, 0.5))
+}
+
 #[derive(Serialize)]
 struct Report {
+    socket_round_trip_floor_us: f64,
     copy: CopyCost,
     runs: Vec<CaseRun>,
     summary: Vec<Summary>,
@@ -708,7 +736,9 @@ fn run_in(args: &ServiceBenchArgs, root: &Path) -> anyhow::Result<Report> {
     eprintln!("prefix sharing across two replicas");
     let sharing = sharing(root, args)?;
     let copy = copy_cost()?;
+    let socket_round_trip_floor_us = socket_floor_us(args.probe_iters)?;
     Ok(Report {
+        socket_round_trip_floor_us,
         copy,
         runs,
         summary,
@@ -754,6 +784,10 @@ fn print_tables(r: &Report) {
             if run.cold { "" } else { " (page cache not dropped: warm!)" },
         );
     }
+    println!(
+        "\nsocket round-trip floor (1 byte between two threads, p50): {:.1} us",
+        r.socket_round_trip_floor_us
+    );
     println!(
         "\ndata-path copy cost ({} in 4 MiB pieces): memcpy {} GB/s, process_vm_readv {} GB/s",
         fmt_bytes(r.copy.bytes),

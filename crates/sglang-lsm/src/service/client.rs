@@ -380,7 +380,8 @@ impl Client {
         }
         let sizes: Vec<u64> = values.iter().map(|p| parts_len(p)).collect();
         self.with_connection(|c| {
-            let plan = Plan::new(&sizes, c.arena.len_bytes()).map_err(CallError::Engine)?;
+            let plan = Plan::new(&sizes, c.arena.len_bytes(), PIPELINE_CHUNK_BYTES)
+                .map_err(CallError::Engine)?;
             let mut flags = Vec::with_capacity(keys.len());
             let mut in_flight: Option<usize> = None;
             for (n, (range, extents)) in plan.chunks.iter().enumerate() {
@@ -434,7 +435,8 @@ impl Client {
         }
         let sizes: Vec<u64> = buffers.iter().map(|p| parts_len(p)).collect();
         self.with_connection(|c| {
-            let plan = Plan::new(&sizes, c.arena.len_bytes()).map_err(CallError::Engine)?;
+            let plan = Plan::new(&sizes, c.arena.len_bytes(), GET_CHUNK_BYTES)
+                .map_err(CallError::Engine)?;
             let request = |n: usize| -> std::result::Result<Request, CallError> {
                 let (range, extents) = &plan.chunks[n];
                 Ok(Request::Get {
@@ -607,15 +609,19 @@ fn unexpected(r: &Response) -> CallError {
 /// service's I/O), large enough that each is one big vectored write.
 pub const PIPELINE_CHUNK_BYTES: u64 = 4 << 20;
 
+/// Gets go in larger chunks: the store reads a chunk's pages in parallel, and this disk
+/// needs a deep queue for its bandwidth; the copy out (~10 GB/s) still overlaps the next read.
+pub const GET_CHUNK_BYTES: u64 = 16 << 20;
+
 /// How a batch goes through the arena: runs of pages, chunk `n` in half `n % 2`.
 struct Plan {
     chunks: Vec<(Range<usize>, Vec<Extent>)>,
 }
 
 impl Plan {
-    fn new(sizes: &[u64], arena_bytes: usize) -> Result<Self> {
+    fn new(sizes: &[u64], arena_bytes: usize, chunk_bytes: u64) -> Result<Self> {
         let half = (arena_bytes as u64 / 2) / EXTENT_ALIGN_BYTES * EXTENT_ALIGN_BYTES;
-        let cap = half.min(PIPELINE_CHUNK_BYTES);
+        let cap = half.min(chunk_bytes);
         let mut chunks = Vec::new();
         for (n, (range, extents)) in runs(sizes, cap, half)?.into_iter().enumerate() {
             let base = if n % 2 == 1 { half } else { 0 };
@@ -692,7 +698,7 @@ mod tests {
     fn a_plan_alternates_halves_that_never_overlap() {
         let arena = 64 << 20;
         let sizes = vec![1u64 << 20; 40];
-        let plan = Plan::new(&sizes, arena).expect("fits");
+        let plan = Plan::new(&sizes, arena, PIPELINE_CHUNK_BYTES).expect("fits");
         assert_eq!(plan.chunks.len(), 10, "4 MiB chunks of 1 MiB pages");
         let half = (arena / 2) as u64;
         for (n, (_, extents)) in plan.chunks.iter().enumerate() {
@@ -709,8 +715,8 @@ mod tests {
             );
         }
         // A page bigger than a chunk but within half the arena goes alone.
-        let plan = Plan::new(&[3000, 10 << 20, 3000], arena).expect("fits");
+        let plan = Plan::new(&[3000, 10 << 20, 3000], arena, PIPELINE_CHUNK_BYTES).expect("fits");
         assert_eq!(plan.chunks.len(), 3);
-        assert!(Plan::new(&[(32 << 20) + 1], arena).is_err());
+        assert!(Plan::new(&[(32 << 20) + 1], arena, PIPELINE_CHUNK_BYTES).is_err());
     }
 }
