@@ -19,7 +19,7 @@ use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
-use sglang_lsm::{Client, Follower, Store, StoreConfig};
+use sglang_lsm::{Follower, ReadPages, Store, StoreConfig, WritePages};
 
 /// Builds the Python exception for an error `code` and `message`.
 ///
@@ -328,7 +328,7 @@ fn check_count(py: Python<'_>, what: &str, keys: usize, pages: usize) -> PyResul
     }
 }
 
-/// Runs the engine put (a [`Store`]'s or a [`Client`]'s) with the GIL released.
+/// Runs the engine put (a `Store`'s or a `Client`'s) with the GIL released.
 pub(crate) fn put_regions(
     py: Python<'_>,
     store: &(impl WritePages + ?Sized),
@@ -379,77 +379,6 @@ pub(crate) fn get_regions(
         store.read_pages(&keys, &mut buffers)
     });
     result.map_err(|e| engine_error(py, e))
-}
-
-/// What `put_regions` needs of a store: an embedded one and a node service's client.
-trait WritePages: Sync {
-    fn write_pages(
-        &self,
-        keys: &[&[u8]],
-        values: &[Vec<&[u8]>],
-        prefix: &[&[u8]],
-    ) -> sglang_lsm::Result<Vec<bool>>;
-}
-
-impl WritePages for Store {
-    fn write_pages(
-        &self,
-        keys: &[&[u8]],
-        values: &[Vec<&[u8]>],
-        prefix: &[&[u8]],
-    ) -> sglang_lsm::Result<Vec<bool>> {
-        self.put_batch(keys, values, prefix)
-    }
-}
-
-impl WritePages for Client {
-    fn write_pages(
-        &self,
-        keys: &[&[u8]],
-        values: &[Vec<&[u8]>],
-        prefix: &[&[u8]],
-    ) -> sglang_lsm::Result<Vec<bool>> {
-        self.put_batch(keys, values, prefix)
-    }
-}
-
-/// What `get_regions` needs of a store: a writer, a follower and a client read pages this way.
-trait ReadPages: Sync {
-    fn read_pages(
-        &self,
-        keys: &[&[u8]],
-        buffers: &mut [Vec<&mut [u8]>],
-    ) -> sglang_lsm::Result<Vec<bool>>;
-}
-
-impl ReadPages for Store {
-    fn read_pages(
-        &self,
-        keys: &[&[u8]],
-        buffers: &mut [Vec<&mut [u8]>],
-    ) -> sglang_lsm::Result<Vec<bool>> {
-        self.get_batch(keys, buffers)
-    }
-}
-
-impl ReadPages for Client {
-    fn read_pages(
-        &self,
-        keys: &[&[u8]],
-        buffers: &mut [Vec<&mut [u8]>],
-    ) -> sglang_lsm::Result<Vec<bool>> {
-        self.get_batch(keys, buffers)
-    }
-}
-
-impl ReadPages for Follower {
-    fn read_pages(
-        &self,
-        keys: &[&[u8]],
-        buffers: &mut [Vec<&mut [u8]>],
-    ) -> sglang_lsm::Result<Vec<bool>> {
-        self.get_batch(keys, buffers)
-    }
 }
 
 /// An open store. Use `sglang_lsm.Store`, which wraps this class with documentation and

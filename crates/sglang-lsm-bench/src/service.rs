@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use sglang_lsm::{Client, ClientOptions, Server, ServerOptions, Store, StoreConfig};
+use sglang_lsm::{Client, ClientOptions, Server, ServerOptions, Store, StoreConfig, WritePages};
 
 use crate::device::{self, DeviceLimit};
 use crate::gen::{self, MultiturnArgs};
@@ -82,45 +82,6 @@ struct WorkerReport {
     end_us: u128,
 }
 
-/// The calls both sides of the comparison have.
-trait Pages {
-    fn put(
-        &self,
-        keys: &[&[u8]],
-        values: &[Vec<&[u8]>],
-        prefix: &[&[u8]],
-    ) -> sglang_lsm::Result<Vec<bool>>;
-    fn get(&self, keys: &[&[u8]], out: &mut [Vec<&mut [u8]>]) -> sglang_lsm::Result<Vec<bool>>;
-    fn probe(&self, keys: &[&[u8]], prefix: &[&[u8]]) -> sglang_lsm::Result<usize>;
-    fn flush(&self) -> sglang_lsm::Result<()>;
-}
-
-macro_rules! pages_for {
-    ($t:ty) => {
-        impl Pages for $t {
-            fn put(
-                &self,
-                k: &[&[u8]],
-                v: &[Vec<&[u8]>],
-                p: &[&[u8]],
-            ) -> sglang_lsm::Result<Vec<bool>> {
-                self.put_batch(k, v, p)
-            }
-            fn get(&self, k: &[&[u8]], o: &mut [Vec<&mut [u8]>]) -> sglang_lsm::Result<Vec<bool>> {
-                self.get_batch(k, o)
-            }
-            fn probe(&self, k: &[&[u8]], p: &[&[u8]]) -> sglang_lsm::Result<usize> {
-                <$t>::probe(self, k, p)
-            }
-            fn flush(&self) -> sglang_lsm::Result<()> {
-                <$t>::flush(self)
-            }
-        }
-    };
-}
-pages_for!(Store);
-pages_for!(Client);
-
 /// A node service on a thread of this process, for the in-run comparisons.
 struct Service {
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -172,7 +133,12 @@ fn batch_pages(page: usize) -> usize {
 }
 
 /// Puts `pages` pages (K and V halves, like SGLang's pool), then flushes; returns seconds.
-fn put_all(target: &impl Pages, prefix: &str, pages: usize, page: usize) -> anyhow::Result<f64> {
+fn put_all(
+    target: &impl WritePages,
+    prefix: &str,
+    pages: usize,
+    page: usize,
+) -> anyhow::Result<f64> {
     let per = batch_pages(page);
     let src: Vec<Vec<u8>> = (0..per)
         .map(|i| (0..page).map(|j| (i * 31 + j) as u8).collect())
@@ -188,18 +154,23 @@ fn put_all(target: &impl Pages, prefix: &str, pages: usize, page: usize) -> anyh
                 vec![k, v]
             })
             .collect();
-        let ok = target.put(&refs, &parts, &[])?;
+        let ok = target.write_pages(&refs, &parts, &[])?;
         anyhow::ensure!(
             ok.iter().all(|&b| b),
             "a put was declined without a capacity bound"
         );
     }
-    target.flush()?;
+    target.flush_pages()?;
     Ok(start.elapsed().as_secs_f64())
 }
 
 /// Reads every page back and checks a sample of bytes; returns seconds.
-fn get_all(target: &impl Pages, prefix: &str, pages: usize, page: usize) -> anyhow::Result<f64> {
+fn get_all(
+    target: &impl WritePages,
+    prefix: &str,
+    pages: usize,
+    page: usize,
+) -> anyhow::Result<f64> {
     let per = batch_pages(page);
     let keys: Vec<String> = (0..pages).map(|i| page_key(prefix, i)).collect();
     let mut dst: Vec<Vec<u8>> = (0..per).map(|_| vec![0u8; page]).collect();
@@ -213,7 +184,7 @@ fn get_all(target: &impl Pages, prefix: &str, pages: usize, page: usize) -> anyh
                 vec![k, v]
             })
             .collect();
-        let hits = target.get(&refs, &mut parts)?;
+        let hits = target.read_pages(&refs, &mut parts)?;
         anyhow::ensure!(hits.iter().all(|&h| h), "a read missed a page it wrote");
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -226,13 +197,13 @@ fn get_all(target: &impl Pages, prefix: &str, pages: usize, page: usize) -> anyh
     Ok(elapsed)
 }
 
-fn probe_us(target: &impl Pages, prefix: &str, iters: usize) -> anyhow::Result<(f64, f64)> {
+fn probe_us(target: &impl WritePages, prefix: &str, iters: usize) -> anyhow::Result<(f64, f64)> {
     let keys: Vec<String> = (0..128).map(|i| page_key(prefix, i)).collect();
     let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let mut us = Vec::with_capacity(iters);
     for _ in 0..iters {
         let t = Instant::now();
-        let n = target.probe(&refs, &[])?;
+        let n = target.probe_pages(&refs, &[])?;
         us.push(t.elapsed().as_secs_f64() * 1e6);
         anyhow::ensure!(n == 128, "probe found {n} of 128");
     }
@@ -257,7 +228,7 @@ struct CaseRun {
 }
 
 fn run_side(
-    target: &impl Pages,
+    target: &impl WritePages,
     pages: usize,
     page: usize,
     probe_iters: usize,
@@ -444,20 +415,23 @@ const SHARING_PAGE_BYTES: usize = 64 << 10;
 
 /// Replays `reqs`, request `i` on replica `i % 2` (a round-robin router), and returns the
 /// fraction of blocks found: each request probes its chain, then stores what it missed.
-fn replay_replicas(reqs: &[gen::GenRequest], replicas: [&dyn Pages; 2]) -> anyhow::Result<f64> {
+fn replay_replicas(
+    reqs: &[gen::GenRequest],
+    replicas: [&dyn WritePages; 2],
+) -> anyhow::Result<f64> {
     let page = vec![7u8; SHARING_PAGE_BYTES];
     let (mut hit, mut total) = (0usize, 0usize);
     for (i, r) in reqs.iter().enumerate() {
         let target = replicas[i % 2];
         let keys: Vec<String> = r.hash_ids.iter().map(|id| format!("{id:016x}")).collect();
         let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-        let found = target.probe(&refs, &[])?;
+        let found = target.probe_pages(&refs, &[])?;
         hit += found;
         total += refs.len();
         for chunk_start in (found..refs.len()).step_by(BATCH_PAGES) {
             let end = (chunk_start + BATCH_PAGES).min(refs.len());
             let values: Vec<Vec<&[u8]>> = (chunk_start..end).map(|_| vec![&page[..]]).collect();
-            target.put(&refs[chunk_start..end], &values, &refs[..chunk_start])?;
+            target.write_pages(&refs[chunk_start..end], &values, &refs[..chunk_start])?;
         }
     }
     Ok(hit as f64 / total.max(1) as f64)
