@@ -365,9 +365,10 @@ fn many_threads_share_one_client_and_every_page_reads_back() {
 #[test]
 fn empty_batches_are_answered_without_costing_a_connection() {
     let (_tmp, dir, socket) = setup();
-    // Room for the client and one raw connection still closing, no more: a leaked slot
-    // per empty batch would soon refuse the next connection.
-    let _service = Running::start(&dir, &socket, |o| o.max_clients = 3);
+    // Room for the client and every raw connection below even if none has closed yet; a
+    // leaked slot per empty batch (the bug: a panicking connection thread) would exceed it,
+    // and the wait at the end checks that all slots but the client's come back.
+    let _service = Running::start(&dir, &socket, |o| o.max_clients = 8);
     let c = client(&socket);
     for _ in 0..10 {
         assert_eq!(
@@ -395,11 +396,16 @@ fn empty_batches_are_answered_without_costing_a_connection() {
             other => panic!("{other:?}"),
         }
     }
-    let metrics = c.metrics_text().expect("metrics");
-    assert!(
-        metrics.contains("sglang_lsm_service_connections 1\n"),
-        "{metrics}"
-    );
+    // The raw connections' threads see the close and give their slots back shortly after.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let metrics = c.metrics_text().expect("metrics");
+        if metrics.contains("sglang_lsm_service_connections 1\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots leaked: {metrics}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -437,12 +443,10 @@ fn a_chunk_after_a_declined_chunk_is_declined_as_in_one_batch() {
         flags[stored..].iter().all(|&f| !f),
         "nothing after the first decline: {flags:?}"
     );
-    assert_eq!(
-        c.probe(&refs, &[]).expect("probe"),
-        stored,
-        "no page stored unreachable"
-    );
-    for k in &refs[stored..] {
+    // The background reclaimer may since have evicted the chain's newest leaves, never more.
+    let lead = c.probe(&refs, &[]).expect("probe");
+    assert!(lead > 0 && lead <= stored, "{lead} of {stored}");
+    for k in &refs[lead..] {
         assert!(!c.exists(k).expect("exists"));
     }
     stop.store(true, Ordering::Relaxed);
