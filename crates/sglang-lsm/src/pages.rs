@@ -11,6 +11,12 @@ pub trait ReadPages: Sync {
     /// # Errors
     /// As the handle's `get_batch`.
     fn read_pages(&self, keys: &[&[u8]], buffers: &mut [Vec<&mut [u8]>]) -> Result<Vec<bool>>;
+
+    /// `exists_batch`: one flag per key.
+    ///
+    /// # Errors
+    /// As the handle's `exists_batch`.
+    fn pages_exist(&self, keys: &[&[u8]]) -> Result<Vec<bool>>;
 }
 
 /// Writing pages (a store and a client; a follower never writes).
@@ -24,6 +30,17 @@ pub trait WritePages: ReadPages {
         keys: &[&[u8]],
         values: &[Vec<&[u8]>],
         prefix: &[&[u8]],
+    ) -> Result<Vec<bool>>;
+
+    /// `put_batch_with_parents`.
+    ///
+    /// # Errors
+    /// As the handle's `put_batch_with_parents`.
+    fn write_pages_under(
+        &self,
+        keys: &[&[u8]],
+        values: &[Vec<&[u8]>],
+        parents: &[&[u8]],
     ) -> Result<Vec<bool>>;
 
     /// `probe`.
@@ -45,6 +62,9 @@ macro_rules! read_pages_for {
             fn read_pages(&self, keys: &[&[u8]], buffers: &mut [Vec<&mut [u8]>]) -> Result<Vec<bool>> {
                 self.get_batch(keys, buffers)
             }
+            fn pages_exist(&self, keys: &[&[u8]]) -> Result<Vec<bool>> {
+                self.exists_batch(keys)
+            }
         }
     )*};
 }
@@ -60,6 +80,14 @@ macro_rules! write_pages_for {
                 prefix: &[&[u8]],
             ) -> Result<Vec<bool>> {
                 self.put_batch(keys, values, prefix)
+            }
+            fn write_pages_under(
+                &self,
+                keys: &[&[u8]],
+                values: &[Vec<&[u8]>],
+                parents: &[&[u8]],
+            ) -> Result<Vec<bool>> {
+                self.put_batch_with_parents(keys, values, parents)
             }
             fn probe_pages(&self, keys: &[&[u8]], prefix: &[&[u8]]) -> Result<usize> {
                 self.probe(keys, prefix)

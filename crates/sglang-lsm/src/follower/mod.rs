@@ -161,6 +161,22 @@ impl Follower {
             .count())
     }
 
+    /// Whether the follower knows of each page ([`crate::Store::exists_batch`]).
+    ///
+    /// # Errors
+    /// As for [`Follower::probe`].
+    pub fn exists_batch(&self, keys: &[&[u8]]) -> Result<Vec<bool>> {
+        for k in keys {
+            key::validate(k)?;
+        }
+        self.maybe_refresh()?;
+        let pages = self.pages.read();
+        Ok(keys
+            .iter()
+            .map(|k| pages.contains_key(&fingerprint(k)))
+            .collect())
+    }
+
     /// Whether the follower knows of a page.
     ///
     /// # Errors

@@ -374,6 +374,29 @@ impl Client {
         values: &[Vec<&[u8]>],
         prefix_keys: &[&[u8]],
     ) -> Result<Vec<bool>> {
+        self.put_pages(keys, values, PutLinks::Chain(prefix_keys))
+    }
+
+    /// As [`crate::Store::put_batch_with_parents`], in chunks like [`Client::put_batch`].
+    ///
+    /// # Errors
+    /// As [`Client::put_batch`], plus a `parent_keys` of the wrong length.
+    pub fn put_batch_with_parents(
+        &self,
+        keys: &[&[u8]],
+        values: &[Vec<&[u8]>],
+        parent_keys: &[&[u8]],
+    ) -> Result<Vec<bool>> {
+        check_count(keys.len(), parent_keys.len(), "parent keys")?;
+        self.put_pages(keys, values, PutLinks::Parents(parent_keys))
+    }
+
+    fn put_pages(
+        &self,
+        keys: &[&[u8]],
+        values: &[Vec<&[u8]>],
+        links: PutLinks<'_>,
+    ) -> Result<Vec<bool>> {
         check_count(keys.len(), values.len(), "values")?;
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -401,17 +424,28 @@ impl Client {
                 if let Some(prev) = in_flight.take() {
                     flags.extend(c.recv_flags(plan.chunks[prev].0.len())?);
                 }
-                // Later chunks continue the chain: their parent is the page before them, and
-                // the service declines them whole if that page was declined.
-                let prefix: Vec<&[u8]> = match range.start {
-                    0 => prefix_keys.to_vec(),
-                    start => vec![keys[start - 1]],
-                };
-                let request = Request::Put {
-                    continuing: n > 0,
-                    keys: Keys::pack(&keys[range.clone()]).map_err(CallError::Engine)?,
-                    prefix: Keys::pack(&prefix).map_err(CallError::Engine)?,
-                    pages: extents.clone(),
+                let chunk_keys = Keys::pack(&keys[range.clone()]).map_err(CallError::Engine)?;
+                let request = match links {
+                    // Later chunks continue the chain: their parent is the page before them,
+                    // and the service declines them whole if that page was declined.
+                    PutLinks::Chain(prefix_keys) => {
+                        let prefix: Vec<&[u8]> = match range.start {
+                            0 => prefix_keys.to_vec(),
+                            start => vec![keys[start - 1]],
+                        };
+                        Request::Put {
+                            continuing: n > 0,
+                            keys: chunk_keys,
+                            prefix: Keys::pack(&prefix).map_err(CallError::Engine)?,
+                            pages: extents.clone(),
+                        }
+                    }
+                    PutLinks::Parents(parent_keys) => Request::PutUnder {
+                        keys: chunk_keys,
+                        parents: Keys::pack(&parent_keys[range.clone()])
+                            .map_err(CallError::Engine)?,
+                        pages: extents.clone(),
+                    },
                 };
                 c.send(&request)?;
                 in_flight = Some(n);
@@ -507,6 +541,20 @@ impl Client {
         };
         match self.simple(&request)? {
             Response::Count(n) if n <= keys.len() as u64 => Ok(n as usize),
+            other => Err(unexpected_reply(&other)),
+        }
+    }
+
+    /// As [`crate::Store::exists_batch`].
+    ///
+    /// # Errors
+    /// As the store's, plus [`Error::Unavailable`].
+    pub fn exists_batch(&self, keys: &[&[u8]]) -> Result<Vec<bool>> {
+        let request = Request::ExistsBatch {
+            keys: Keys::pack(keys)?,
+        };
+        match self.simple(&request)? {
+            Response::Flags(f) if f.len() == keys.len() => Ok(f),
             other => Err(unexpected_reply(&other)),
         }
     }
@@ -612,6 +660,16 @@ pub const PIPELINE_CHUNK_BYTES: u64 = 4 << 20;
 /// Gets go in larger chunks: the store reads a chunk's pages in parallel, and this disk
 /// needs a deep queue for its bandwidth; the copy out (~10 GB/s) still overlaps the next read.
 pub const GET_CHUNK_BYTES: u64 = 16 << 20;
+
+/// How the pages of one put relate to their parents ([`Client::put_batch`] or
+/// [`Client::put_batch_with_parents`]).
+#[derive(Clone, Copy)]
+enum PutLinks<'a> {
+    /// A chain after these prefix keys.
+    Chain(&'a [&'a [u8]]),
+    /// One parent key per page.
+    Parents(&'a [&'a [u8]]),
+}
 
 /// How a batch goes through the arena: runs of pages, chunk `n` in half `n % 2`.
 struct Plan {

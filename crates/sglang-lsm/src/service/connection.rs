@@ -291,6 +291,35 @@ impl Connection {
                 Response::Count(store.probe(&keys.slices()?, &prefix.slices()?)? as u64)
             }
             Request::Exists { key } => Response::Bool(store.exists(&key)?),
+            Request::ExistsBatch { keys } => {
+                check_counts(&keys, &Keys::default(), &[])?;
+                Response::Flags(store.exists_batch(&keys.slices()?)?)
+            }
+            Request::PutUnder {
+                keys,
+                parents,
+                pages,
+            } => {
+                check_counts(&keys, &Keys::default(), &pages)?;
+                if parents.len() != keys.len() {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} keys but {} parent keys; pass one per key",
+                        keys.len(),
+                        parents.len()
+                    )));
+                }
+                arena.check(&pages, false)?;
+                // SAFETY: extents checked; the arena is only read during the call.
+                let values: Vec<Vec<&[u8]>> = pages
+                    .iter()
+                    .map(|&e| vec![unsafe { arena.bytes(e) }])
+                    .collect();
+                Response::Flags(store.put_batch_with_parents(
+                    &keys.slices()?,
+                    &values,
+                    &parents.slices()?,
+                )?)
+            }
             Request::Delete { key } => Response::Bool(store.delete(&key)?),
             Request::Clear => {
                 store.clear()?;

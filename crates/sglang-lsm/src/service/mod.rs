@@ -30,7 +30,7 @@ pub use server::{Server, ServerOptions};
 
 /// Version of the socket protocol; the handshake refuses a peer that speaks another.
 /// 2: keys travel packed ([`wire::Keys`]) instead of as a list of byte lists.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// First four bytes of every client hello, so a stray connection is told apart from an old
 /// client.

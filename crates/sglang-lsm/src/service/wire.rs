@@ -159,6 +159,20 @@ pub enum Request {
     Stats,
     /// `Store::metrics_text` plus the service's own metrics.
     Metrics,
+    /// `Store::put_batch_with_parents`: `keys[i]` is a child of `parents[i]`.
+    PutUnder {
+        /// Page keys.
+        keys: Keys,
+        /// One parent key per page.
+        parents: Keys,
+        /// Where each page's bytes lie in the arena.
+        pages: Vec<Extent>,
+    },
+    /// `Store::exists_batch`.
+    ExistsBatch {
+        /// Page keys.
+        keys: Keys,
+    },
 }
 
 /// What the service answers.

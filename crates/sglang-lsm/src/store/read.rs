@@ -354,6 +354,24 @@ impl Store {
         Ok(n)
     }
 
+    /// Whether each page is present, in one pass over the residency set: how a hybrid
+    /// model's sidecar entries are checked, whose stop points are not a leading run.
+    ///
+    /// # Errors
+    /// Invalid key.
+    pub fn exists_batch(&self, keys: &[&[u8]]) -> Result<Vec<bool>> {
+        for k in keys {
+            key::validate(k)?;
+        }
+        let fps: Vec<u64> = keys.iter().map(|k| fingerprint(k)).collect();
+        let r = self.inner.residency.read();
+        let present = fps.iter().map(|&fp| r.contains(fp)).collect();
+        drop(r);
+        Counters::add(&self.inner.counters.probes, 1);
+        Counters::add(&self.inner.counters.probe_keys, keys.len() as u64);
+        Ok(present)
+    }
+
     /// Whether a page is present.
     ///
     /// # Errors

@@ -7,7 +7,7 @@
 //! 10M pages cost 384 MiB. It is rebuilt from the index on open; the index stays the source
 //! of truth for locations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::fptable::FpTable;
 use crate::key::{Fingerprint, NO_PARENT};
@@ -127,6 +127,11 @@ pub struct Residency {
     frequent_bytes: u64,
     /// Indexed by namespace id; grown on demand (ids are dense and few).
     namespaces: Vec<NsUsage>,
+    /// Resident children of pages that are not resident (yet): a child may be stored before
+    /// its parent (SGLang backs up a hybrid model's sidecar state before its KV page, and
+    /// writes a suffix whose prefix sits in host memory). The parent takes the count when it
+    /// arrives, so `children` never undercounts and a parent with a child is never a leaf.
+    absent_parent_children: HashMap<Fingerprint, u32>,
 }
 
 impl Residency {
@@ -191,17 +196,52 @@ impl Residency {
     }
 
     /// Records a new page written at `seqno`; returns false (and changes nothing) if it was
-    /// already resident.
+    /// already resident. Children stored before it are counted as its children.
     pub fn insert(&mut self, fp: Fingerprint, slot: Slot, parent: Fingerprint, seqno: u64) -> bool {
-        if !self.pages.insert(fp, slot) {
+        if self.pages.contains(fp) {
             return false;
         }
+        let early_children = self.absent_parent_children.remove(&fp).unwrap_or(0);
+        let slot = Slot {
+            children: slot.children.saturating_add(early_children),
+            ..slot
+        };
+        let inserted = self.pages.insert(fp, slot);
+        debug_assert!(inserted, "checked absent above");
         self.account(slot, seqno);
-        if parent != NO_PARENT {
+        self.link_child(parent);
+        true
+    }
+
+    /// Counts one more resident child of `parent`, resident or not.
+    fn link_child(&mut self, parent: Fingerprint) {
+        if parent == NO_PARENT {
+            return;
+        }
+        if self.pages.contains(parent) {
             self.pages
                 .update(parent, |p| p.children = p.children.saturating_add(1));
+        } else {
+            *self.absent_parent_children.entry(parent).or_insert(0) += 1;
         }
-        true
+    }
+
+    /// Counts one child of `parent` fewer.
+    fn unlink_child(&mut self, parent: Fingerprint) {
+        if parent == NO_PARENT {
+            return;
+        }
+        if self.pages.contains(parent) {
+            self.pages.update(parent, |p| {
+                debug_assert!(p.children > 0, "a parent lost a child it did not count");
+                p.children = p.children.saturating_sub(1);
+            });
+        } else if let Some(n) = self.absent_parent_children.get_mut(&parent) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.absent_parent_children.remove(&parent);
+            }
+        }
     }
 
     /// Moves a page to a new location (relocation or replay of a newer frame), keeping its
@@ -237,23 +277,24 @@ impl Residency {
         }
     }
 
-    /// Forgets a page.
+    /// Forgets a page. Children it still has (only `remove_exact`, which allows orphans,
+    /// removes such a page) keep their count, for the page's return.
     pub fn remove(&mut self, fp: Fingerprint, parent: Fingerprint) -> Option<Slot> {
         let slot = self.pages.remove(fp)?;
         self.unaccount(slot);
-        if parent != NO_PARENT {
-            self.pages
-                .update(parent, |p| p.children = p.children.saturating_sub(1));
+        if slot.children > 0 {
+            self.absent_parent_children.insert(fp, slot.children);
         }
+        self.unlink_child(parent);
         Some(slot)
     }
 
-    /// Recounts children from `(child, parent)` pairs (after a rebuild from the index).
+    /// Recounts children from `(child, parent)` pairs (after a rebuild from the index, whose
+    /// pages were inserted without parents).
     pub fn count_children(&mut self, links: &[(Fingerprint, Fingerprint)]) {
         for &(child, parent) in links {
-            if parent != NO_PARENT && self.pages.contains(child) {
-                self.pages
-                    .update(parent, |p| p.children = p.children.saturating_add(1));
+            if self.pages.contains(child) {
+                self.link_child(parent);
             }
         }
     }
@@ -337,6 +378,39 @@ mod tests {
         assert_eq!(r.slot(10).map(|s| s.children), Some(0));
         assert!(!r.segments().contains_key(&3), "empty segments drop out");
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn a_child_stored_before_its_parent_is_counted_when_the_parent_arrives() {
+        let mut r = Residency::default();
+        // Child 11 (say, a sidecar state page) before its parent 10 (the KV page).
+        assert!(r.insert(11, Slot::new(1, 4096), 10, 1));
+        assert!(r.insert(10, Slot::new(1, 4096), NO_PARENT, 2));
+        assert!(r.insert(12, Slot::new(1, 4096), 10, 3));
+        assert_eq!(r.slot(10).map(|s| s.children), Some(2));
+        // Losing the early child leaves the later one counted: 10 is still no leaf.
+        r.remove(11, 10);
+        assert_eq!(r.slot(10).map(|s| s.children), Some(1));
+        r.remove(12, 10);
+        assert_eq!(r.slot(10).map(|s| s.children), Some(0));
+        assert!(r.absent_parent_children.is_empty());
+    }
+
+    #[test]
+    fn a_removed_parent_gets_its_children_back_when_it_returns() {
+        let mut r = Residency::default();
+        assert!(r.insert(1, Slot::new(1, 4096), NO_PARENT, 1));
+        assert!(r.insert(2, Slot::new(1, 4096), 1, 2));
+        // `remove_exact` may take a parent with a child (replayer policies allow orphans).
+        r.remove(1, NO_PARENT);
+        assert!(r.insert(1, Slot::new(2, 4096), NO_PARENT, 3));
+        assert_eq!(r.slot(1).map(|s| s.children), Some(1));
+        // A rebuild from the index counts the same.
+        let mut rebuilt = Residency::default();
+        rebuilt.insert(2, Slot::new(1, 4096), NO_PARENT, 2);
+        rebuilt.insert(1, Slot::new(2, 4096), NO_PARENT, 3);
+        rebuilt.count_children(&[(2, 1), (1, NO_PARENT)]);
+        assert_eq!(rebuilt.slot(1).map(|s| s.children), Some(1));
     }
 
     #[test]

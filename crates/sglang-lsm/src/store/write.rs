@@ -45,6 +45,17 @@ enum Unpublished {
     ParentGone,
 }
 
+/// How the pages of one put relate to their parents.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Links {
+    /// `keys[i-1]` is the parent of `keys[i]`; the prefix's last key that of `keys[0]`.
+    Chain,
+    /// A chain continuing an earlier chunk: declined whole if its first parent is gone.
+    ContinuedChain,
+    /// Each page has its own parent; none depends on another.
+    Parents,
+}
+
 /// Declines `chosen[from..]` (`false`, counted) and drops them from `chosen`.
 fn decline(results: &mut [bool], chosen: &mut Vec<usize>, from: usize, counters: &Counters) {
     for &i in &chosen[from..] {
@@ -91,6 +102,32 @@ impl Store {
         self.put_chunk(keys, values, prefix_keys, true)
     }
 
+    /// Stores pages that are not a chain: `keys[i]` is a child of `parent_keys[i]`, which may
+    /// or may not be stored yet. This is how a hybrid model's sidecar entries (Mamba state,
+    /// indexer pages) hang under their KV page: one appended frame for the batch, each entry
+    /// lives no longer than its parent (deleting or evicting the parent takes it along, and
+    /// the parent is no leaf while it has one), and a parent stored later counts it.
+    ///
+    /// # Errors
+    /// As [`Store::put_batch`], plus a `parent_keys` of the wrong length.
+    pub fn put_batch_with_parents(
+        &self,
+        keys: &[&[u8]],
+        values: &[Vec<&[u8]>],
+        parent_keys: &[&[u8]],
+    ) -> Result<Vec<bool>> {
+        if parent_keys.len() != keys.len() {
+            return Err(Error::InvalidArgument(format!(
+                "put_batch_with_parents got {} keys but {} parent keys",
+                keys.len(),
+                parent_keys.len()
+            )));
+        }
+        validate_put(keys, values, parent_keys)?;
+        let parents = parent_keys.iter().map(|k| fingerprint(k)).collect();
+        self.put_linked(keys, values, parents, Links::Parents)
+    }
+
     fn put_chunk(
         &self,
         keys: &[&[u8]],
@@ -99,12 +136,27 @@ impl Store {
         continuing: bool,
     ) -> Result<Vec<bool>> {
         validate_put(keys, values, prefix_keys)?;
+        let links = if continuing {
+            Links::ContinuedChain
+        } else {
+            Links::Chain
+        };
+        self.put_linked(keys, values, key::parents(keys, prefix_keys), links)
+    }
+
+    fn put_linked(
+        &self,
+        keys: &[&[u8]],
+        values: &[Vec<&[u8]>],
+        parents: Vec<Fingerprint>,
+        links: Links,
+    ) -> Result<Vec<bool>> {
+        debug_assert_eq!(parents.len(), keys.len());
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let inner = &self.inner;
         let _timer = Timer::start(&inner.counters.put_latency);
-        let parents = key::parents(keys, prefix_keys);
         let fps: Vec<Fingerprint> = keys.iter().map(|k| fingerprint(k)).collect();
         // Claimed before the residency check below, so that after waiting for a concurrent
         // put of the same pages, that check sees what it published.
@@ -118,11 +170,12 @@ impl Store {
         }
         let mut results = vec![true; keys.len()];
         let mut chosen: Vec<usize> = Vec::with_capacity(keys.len());
-        // Pages whose parent must still be resident when they are published: every page after
-        // the first (its parent is in this batch), and the first if its prefix parent is
-        // resident now. A first page whose parent is not in the store is stored anyway: SGLang
-        // asks L3 for suffixes whose prefix sits in host memory.
-        let mut needs_parent = vec![true; keys.len()];
+        // Pages whose parent must still be resident when they are published. In a chain:
+        // every page after the first (its parent is in this batch), and the first if its
+        // prefix parent is resident now; a first page whose parent is not in the store is
+        // stored anyway, as SGLang asks L3 for suffixes whose prefix sits in host memory.
+        // With explicit parents: each page whose parent is resident now.
+        let mut needs_parent = vec![links != Links::Parents; keys.len()];
         {
             let r = inner.residency.read();
             let mut seen = std::collections::HashSet::with_capacity(keys.len());
@@ -132,7 +185,7 @@ impl Store {
                 }
             }
             let parent_resident = parents[0] != key::NO_PARENT && r.contains(parents[0]);
-            if continuing && parents[0] != key::NO_PARENT && !parent_resident {
+            if links == Links::ContinuedChain && parents[0] != key::NO_PARENT && !parent_resident {
                 // Pages already stored stay `true`, as in a batch declined past its start.
                 drop(r);
                 for &i in &chosen {
@@ -141,7 +194,13 @@ impl Store {
                 Counters::add(&inner.counters.put_declined_pages, chosen.len() as u64);
                 return Ok(results);
             }
-            needs_parent[0] = parent_resident;
+            if links == Links::Parents {
+                for (need, &parent) in needs_parent.iter_mut().zip(&parents) {
+                    *need = parent != key::NO_PARENT && r.contains(parent);
+                }
+            } else {
+                needs_parent[0] = parent_resident;
+            }
         }
         // Reclamation and quota eviction below must not take a parent of what we publish.
         let _pins = inner.pins.pin(
@@ -224,8 +283,15 @@ impl Store {
                 // Pinned, a parent can still go by an explicit delete; the page would be
                 // unreachable. Concurrent batches of one namespace all passed `quota_cutoff`;
                 // the quota is enforced exactly here.
-                if stopped.is_none() && needs_parent[i] && !r.contains(parents[i]) {
-                    stopped = Some(Unpublished::ParentGone);
+                if needs_parent[i] && !r.contains(parents[i]) {
+                    if links == Links::Parents {
+                        // Independent pages: only this one is unreachable.
+                        unpublished += 1;
+                        results[i] = false;
+                        tombstones.push((keys[i], e.parent_fp));
+                        continue;
+                    }
+                    stopped.get_or_insert(Unpublished::ParentGone);
                 }
                 if stopped.is_none()
                     && r.namespace(slot.ns).live_bytes + slot.bytes() > inner.quotas.quota(slot.ns)
