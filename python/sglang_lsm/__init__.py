@@ -75,23 +75,28 @@ class _PageCalls:
         keys: Sequence[Key],
         values: Sequence[Any],
         prefix_keys: Sequence[Key] | None = None,
+        parent_keys: Sequence[Key] | None = None,
     ) -> list[bool]:
         """Stores one page per key.
 
         Args:
-            keys: the page keys.
+            keys: the page keys. By default they form a chain: ``keys[i-1]`` is the parent
+                of ``keys[i]`` (a page lives no longer than its parent).
             values: one entry per key: a buffer object, or a list/tuple of buffer objects
                 stored concatenated.
             prefix_keys: the keys of the pages that precede ``keys[0]`` in its token
-                sequence, oldest first (SGLang's ``extra_info.prefix_keys``). The engine uses
-                them to place the pages next to their prefix; they are optional.
+                sequence, oldest first (SGLang's ``extra_info.prefix_keys``); the last one is
+                ``keys[0]``'s parent. Optional.
+            parent_keys: instead of a chain, one parent key per page (stored or not yet):
+                how a hybrid model's sidecar entries hang under their KV pages. Deleting or
+                evicting a parent takes its children along. Not with ``prefix_keys``.
 
         Returns:
             One bool per key: ``True`` if the page is stored (including when the key already
             existed, which leaves the stored page unchanged), ``False`` if the engine declined
             it (for example, no room within ``capacity_bytes``).
         """
-        return self._native.put_batch(keys, values, prefix_keys)
+        return self._native.put_batch(keys, values, prefix_keys, parent_keys)
 
     def get_batch(self, keys: Sequence[Key], buffers: Sequence[Any]) -> list[bool]:
         """Reads pages into caller-owned writable buffers.
@@ -114,6 +119,7 @@ class _PageCalls:
         ptrs: Sequence[Sequence[int]],
         sizes: Sequence[Sequence[int]],
         prefix_keys: Sequence[Key] | None = None,
+        parent_keys: Sequence[Key] | None = None,
     ) -> list[bool]:
         """Like :meth:`put_batch`, reading page parts from raw host memory.
 
@@ -122,7 +128,7 @@ class _PageCalls:
         memory that stays valid and unchanged for the duration of the call; the store cannot
         check that.
         """
-        return self._native.put_batch_ptrs(keys, ptrs, sizes, prefix_keys)
+        return self._native.put_batch_ptrs(keys, ptrs, sizes, prefix_keys, parent_keys)
 
     def get_batch_ptrs(
         self,
@@ -150,6 +156,11 @@ class _PageCalls:
     def exists(self, key: Key) -> bool:
         """Whether a page is stored under ``key``."""
         return self._native.exists(key)
+
+    def exists_batch(self, keys: Sequence[Key]) -> list[bool]:
+        """Whether each page is stored, in one call (unlike :meth:`probe`, a miss does not
+        end the answer)."""
+        return self._native.exists_batch(keys)
 
     def delete(self, key: Key) -> bool:
         """Removes the page under ``key`` and every page stored after it in its chain (its
@@ -365,6 +376,10 @@ class Follower:
     def exists(self, key: Key) -> bool:
         """Whether the follower knows of the page."""
         return self._native.exists(key)
+
+    def exists_batch(self, keys: Sequence[Key]) -> list[bool]:
+        """Whether the follower knows of each page, in one call."""
+        return self._native.exists_batch(keys)
 
     def refresh(self) -> None:
         """Reads what the writer has logged since the last scan, now."""

@@ -94,6 +94,7 @@ from typing import Any, List, Optional, Sequence
 from . import Client, Follower, Store
 from .errors import InvalidArgumentError, ServiceUnavailableError, StoreError
 from .exporter import MetricsExporter
+from .hybrid import HybridCalls, page_regions
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def _cfg(config: Any, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
-class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
+class HiCacheLSM(HybridCalls, _HiCacheBase):  # type: ignore[misc, valid-type]
     """SGLang ``HiCacheStorage`` backend storing KV pages in an sglang-lsm store.
 
     Args:
@@ -374,6 +375,7 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         self._metrics_lock = threading.Lock()
         self._metrics = LSMStorageMetrics()
         self._metrics_cls: Optional[type] = None
+        self._hybrid_init()
         self._set_namespaces(pool=None)
         logger.info(
             "HiCacheLSM: rank %s %s (capacity %s), interface_v1=%s",
@@ -457,6 +459,7 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         self._set_namespaces(mem_pool_host)
         if self.interface_v1:
             self._check_pool_meta(mem_pool_host)
+        self._set_pool_prefixes()
         logger.info(
             "HiCacheLSM: namespace %s %s",
             self._prefix_v1 if self.interface_v1 else self._prefix_generic,
@@ -483,9 +486,6 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
         self.namespace_info["page_parts"] = [int(s) for s in sizes]
         self._prefix_v1 = self._digest({**self.namespace_info, "interface": "v1"}) + ":"
 
-    def on_host_pools_registered(self) -> None:
-        """SGLang's hook after pool registration; nothing is left to set up."""
-
     # ------------------------------------------------------------------ helpers
 
     def _keys(self, keys: Sequence[str], prefix: str) -> List[str]:
@@ -509,23 +509,10 @@ class HiCacheLSM(_HiCacheBase):  # type: ignore[misc, valid-type]
             raise InvalidArgumentError(
                 "HiCacheLSM: no host pool registered (register_mem_pool_host was not called)"
             )
-        n_indices = int(host_indices.numel())
-        if n_indices != n_pages * self._page_tokens:
-            raise InvalidArgumentError(
-                f"HiCacheLSM: {n_pages} keys but {n_indices} host indices "
-                f"(page size {self._page_tokens})"
-            )
-        ptrs, sizes = pool.get_page_buffer_meta(host_indices)
-        if len(ptrs) != len(sizes) or len(ptrs) % n_pages:
-            raise InvalidArgumentError(
-                f"HiCacheLSM: host pool returned {len(ptrs)} pointers and {len(sizes)} sizes "
-                f"for {n_pages} pages"
-            )
-        per = len(ptrs) // n_pages
-        return (
-            [ptrs[i * per : (i + 1) * per] for i in range(n_pages)],
-            [sizes[i * per : (i + 1) * per] for i in range(n_pages)],
-        )
+        try:
+            return page_regions(pool, self._page_tokens, n_pages, host_indices)
+        except ValueError as e:
+            raise InvalidArgumentError(f"HiCacheLSM: {e}") from e
 
     def _failed(self, error: BaseException, what: str, *args: Any) -> None:
         """Logs a failed call. A node service that is down fails every call until it is

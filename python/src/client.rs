@@ -8,8 +8,8 @@ use pyo3::types::PyBytes;
 use sglang_lsm::{Client, ClientOptions};
 
 use crate::{
-    as_slices, borrow_pages, engine_error, get_regions, key_bytes, keys_from, optional_keys,
-    pointer_pages, put_regions, store_error, Source,
+    as_slices, borrow_pages, engine_error, exists_keys, get_regions, key_bytes, keys_from,
+    optional_keys, pointer_pages, put_regions, store_error, PutLinks, Source,
 };
 
 /// A client of a node service (`sglang-lsm serve`). Use `sglang_lsm.Client`.
@@ -78,24 +78,25 @@ impl NativeClient {
         self.inner.lock().is_none()
     }
 
-    #[pyo3(signature = (keys, values, prefix_keys=None))]
+    #[pyo3(signature = (keys, values, prefix_keys=None, parent_keys=None))]
     fn put_batch(
         &self,
         py: Python<'_>,
         keys: &Bound<'_, PyAny>,
         values: &Bound<'_, PyAny>,
         prefix_keys: Option<&Bound<'_, PyAny>>,
+        parent_keys: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<bool>> {
         let client = self.client(py)?;
         let keys = keys_from(keys)?;
-        let prefix = optional_keys(prefix_keys)?;
+        let links = PutLinks::from_args(py, prefix_keys, parent_keys)?;
         let borrowed = borrow_pages(values, false)?;
         put_regions(
             py,
             &*client,
             &keys,
             &borrowed.pages,
-            &prefix,
+            &links,
             Source::Buffers,
         )
     }
@@ -112,7 +113,7 @@ impl NativeClient {
         get_regions(py, &*client, &keys, &borrowed.pages, Source::Buffers)
     }
 
-    #[pyo3(signature = (keys, ptrs, sizes, prefix_keys=None))]
+    #[pyo3(signature = (keys, ptrs, sizes, prefix_keys=None, parent_keys=None))]
     fn put_batch_ptrs(
         &self,
         py: Python<'_>,
@@ -120,12 +121,13 @@ impl NativeClient {
         ptrs: &Bound<'_, PyAny>,
         sizes: &Bound<'_, PyAny>,
         prefix_keys: Option<&Bound<'_, PyAny>>,
+        parent_keys: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<bool>> {
         let client = self.client(py)?;
         let keys = keys_from(keys)?;
-        let prefix = optional_keys(prefix_keys)?;
+        let links = PutLinks::from_args(py, prefix_keys, parent_keys)?;
         let pages = pointer_pages(py, ptrs, sizes)?;
-        put_regions(py, &*client, &keys, &pages, &prefix, Source::Pointers)
+        put_regions(py, &*client, &keys, &pages, &links, Source::Pointers)
     }
 
     fn get_batch_ptrs(
@@ -166,6 +168,11 @@ impl NativeClient {
         let prefix = optional_keys(prefix_keys)?;
         py.detach(|| client.probe(&as_slices(&keys), &as_slices(&prefix)))
             .map_err(|e| engine_error(py, e))
+    }
+
+    fn exists_batch(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Vec<bool>> {
+        let client = self.client(py)?;
+        exists_keys(py, &*client, keys)
     }
 
     fn exists(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {

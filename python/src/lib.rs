@@ -328,31 +328,73 @@ fn check_count(py: Python<'_>, what: &str, keys: usize, pages: usize) -> PyResul
     }
 }
 
+/// What a put's pages hang under: a chain after prefix keys, or one parent key each.
+pub(crate) enum PutLinks {
+    Chain(Vec<Vec<u8>>),
+    Parents(Vec<Vec<u8>>),
+}
+
+impl PutLinks {
+    /// From the Python arguments: `parent_keys` (one per key) or `prefix_keys`, not both.
+    pub(crate) fn from_args(
+        py: Python<'_>,
+        prefix_keys: Option<&Bound<'_, PyAny>>,
+        parent_keys: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        match (prefix_keys, parent_keys) {
+            (Some(p), Some(_)) if !p.is_none() => Err(invalid(
+                py,
+                "pass prefix_keys (a chain) or parent_keys (one parent per key), not both",
+            )),
+            (_, Some(parents)) if !parents.is_none() => Ok(Self::Parents(keys_from(parents)?)),
+            (prefix, _) => Ok(Self::Chain(optional_keys(prefix)?)),
+        }
+    }
+}
+
 /// Runs the engine put (a `Store`'s or a `Client`'s) with the GIL released.
 pub(crate) fn put_regions(
     py: Python<'_>,
     store: &(impl WritePages + ?Sized),
     keys: &[Vec<u8>],
     pages: &[Vec<Region>],
-    prefix: &[Vec<u8>],
+    links: &PutLinks,
     source: Source,
 ) -> PyResult<Vec<bool>> {
     check_count(py, "values", keys.len(), pages.len())?;
+    if let PutLinks::Parents(parents) = links {
+        check_count(py, "parent keys", keys.len(), parents.len())?;
+    }
     let result = py.detach(|| {
         if source == Source::Pointers {
             refuse_unmapped(pages, false)?;
         }
         let keys = as_slices(keys);
-        let prefix = as_slices(prefix);
         // SAFETY: every region is either a live Python buffer held by the caller until this
         // returns, or memory the caller vouched for by passing its address.
         let values: Vec<Vec<&[u8]>> = pages
             .iter()
             .map(|p| p.iter().map(|r| unsafe { r.as_slice() }).collect())
             .collect();
-        store.write_pages(&keys, &values, &prefix)
+        match links {
+            PutLinks::Chain(prefix) => store.write_pages(&keys, &values, &as_slices(prefix)),
+            PutLinks::Parents(parents) => {
+                store.write_pages_under(&keys, &values, &as_slices(parents))
+            }
+        }
     });
     result.map_err(|e| engine_error(py, e))
+}
+
+/// Runs an engine `exists_batch` with the GIL released.
+pub(crate) fn exists_keys(
+    py: Python<'_>,
+    store: &(impl ReadPages + ?Sized),
+    keys: &Bound<'_, PyAny>,
+) -> PyResult<Vec<bool>> {
+    let keys = keys_from(keys)?;
+    py.detach(|| store.pages_exist(&as_slices(&keys)))
+        .map_err(|e| engine_error(py, e))
 }
 
 /// Runs an engine get (a [`Store`]'s or a [`Follower`]'s) with the GIL released.
@@ -429,26 +471,20 @@ impl NativeStore {
         self.inner.lock().is_none()
     }
 
-    #[pyo3(signature = (keys, values, prefix_keys=None))]
+    #[pyo3(signature = (keys, values, prefix_keys=None, parent_keys=None))]
     fn put_batch(
         &self,
         py: Python<'_>,
         keys: &Bound<'_, PyAny>,
         values: &Bound<'_, PyAny>,
         prefix_keys: Option<&Bound<'_, PyAny>>,
+        parent_keys: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<bool>> {
         let store = self.store(py)?;
         let keys = keys_from(keys)?;
-        let prefix = optional_keys(prefix_keys)?;
+        let links = PutLinks::from_args(py, prefix_keys, parent_keys)?;
         let borrowed = borrow_pages(values, false)?;
-        put_regions(
-            py,
-            &*store,
-            &keys,
-            &borrowed.pages,
-            &prefix,
-            Source::Buffers,
-        )
+        put_regions(py, &*store, &keys, &borrowed.pages, &links, Source::Buffers)
     }
 
     fn get_batch(
@@ -463,7 +499,7 @@ impl NativeStore {
         get_regions(py, &*store, &keys, &borrowed.pages, Source::Buffers)
     }
 
-    #[pyo3(signature = (keys, ptrs, sizes, prefix_keys=None))]
+    #[pyo3(signature = (keys, ptrs, sizes, prefix_keys=None, parent_keys=None))]
     fn put_batch_ptrs(
         &self,
         py: Python<'_>,
@@ -471,12 +507,13 @@ impl NativeStore {
         ptrs: &Bound<'_, PyAny>,
         sizes: &Bound<'_, PyAny>,
         prefix_keys: Option<&Bound<'_, PyAny>>,
+        parent_keys: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<bool>> {
         let store = self.store(py)?;
         let keys = keys_from(keys)?;
-        let prefix = optional_keys(prefix_keys)?;
+        let links = PutLinks::from_args(py, prefix_keys, parent_keys)?;
         let pages = pointer_pages(py, ptrs, sizes)?;
-        put_regions(py, &*store, &keys, &pages, &prefix, Source::Pointers)
+        put_regions(py, &*store, &keys, &pages, &links, Source::Pointers)
     }
 
     fn get_batch_ptrs(
@@ -517,6 +554,11 @@ impl NativeStore {
         let prefix = optional_keys(prefix_keys)?;
         py.detach(|| store.probe(&as_slices(&keys), &as_slices(&prefix)))
             .map_err(|e| engine_error(py, e))
+    }
+
+    fn exists_batch(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Vec<bool>> {
+        let store = self.store(py)?;
+        exists_keys(py, &*store, keys)
     }
 
     fn exists(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -675,6 +717,11 @@ impl NativeFollower {
         let keys = keys_from(keys)?;
         py.detach(|| follower.probe(&as_slices(&keys)))
             .map_err(|e| engine_error(py, e))
+    }
+
+    fn exists_batch(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Vec<bool>> {
+        let follower = self.follower(py)?;
+        exists_keys(py, &*follower, keys)
     }
 
     fn exists(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {

@@ -553,7 +553,7 @@ import torch
 from sglang_lsm import hicache
 from hostpool import StandInMHAPool, page_indices
 assert not hicache.SGLANG_AVAILABLE
-assert hicache.HiCacheLSM.__mro__[1] is object
+assert hicache.HiCacheLSM.__mro__[1:] == (hicache.HybridCalls, object)
 backend = hicache.HiCacheLSM(None, {{"storage_dir": {str(tmp_path)!r}, "interface_v1": 1}})
 pool = StandInMHAPool("layer_first")
 pool.fill_page(0, torch.Generator().manual_seed(0))

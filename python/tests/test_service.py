@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import random
+import re
 import signal
 import socket as socketlib
 import struct
@@ -914,8 +915,18 @@ def frame(body: bytes) -> bytes:
     return struct.pack("<I", len(body)) + body
 
 
-# The service's `PROTOCOL_VERSION` (crates/sglang-lsm/src/service/mod.rs).
-PROTOCOL_VERSION = 2
+def _protocol_version() -> int:
+    """The service's `PROTOCOL_VERSION`, read from its source so the two never drift."""
+    src = os.path.join(
+        os.path.dirname(__file__), "..", "..", "crates", "sglang-lsm", "src", "service", "mod.rs"
+    )
+    with open(src, encoding="utf-8") as f:
+        found = re.search(r"pub const PROTOCOL_VERSION: u32 = (\d+);", f.read())
+    assert found, f"PROTOCOL_VERSION not found in {src}"
+    return int(found.group(1))
+
+
+PROTOCOL_VERSION = _protocol_version()
 
 
 def hello(version: int = PROTOCOL_VERSION, magic: int = MAGIC) -> bytes:

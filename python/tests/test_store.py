@@ -357,3 +357,18 @@ def test_follower_reads_a_store_another_handle_writes(tmp_path):
     follower.close()
     with pytest.raises(StoreClosedError):
         follower.probe(["a"])
+
+
+def test_parent_keys_hang_pages_under_their_parents(store):
+    """``parent_keys``: each page a child of its own parent, stored before it or after."""
+    states = [b"s0", b"s1", b"s2"]
+    kv = [b"k0", b"k1", b"k2"]
+    assert store.put_batch(states, [b"x" * 64] * 3, parent_keys=kv) == [True] * 3
+    assert store.put_batch(kv, [b"y" * 64] * 3) == [True] * 3
+    assert store.exists_batch([*kv, b"nope", *states]) == [True] * 3 + [False] + [True] * 3
+    assert store.delete(b"k1")  # cascades to k2 and to the states of k1 and k2
+    assert store.exists_batch([*kv, *states]) == [True, False, False, True, False, False]
+    with pytest.raises(InvalidArgumentError, match="not both"):
+        store.put_batch([b"a"], [b"z"], prefix_keys=[b"p"], parent_keys=[b"q"])
+    with pytest.raises(InvalidArgumentError, match="parent keys"):
+        store.put_batch([b"a", b"b"], [b"z", b"z"], parent_keys=[b"q"])
