@@ -389,3 +389,44 @@ def test_sigkill_between_pools_never_leaves_a_restorable_page(tmp_path):
     res = backend.batch_exists_v2(half, trailing(half))
     assert res.kv_hit_pages == 0 and res.restorable_prefix_pages == [], "KV never written"
     backend.close()
+
+
+def test_two_replicas_share_hybrid_pages_through_the_node_service(tmp_path):
+    """With ``"server"``, a page and its state backed up by one replica restore on another."""
+    from service_util import Service, remove_dir, socket_dir
+
+    sockdir = socket_dir()
+    svc = Service(tmp_path / "store", sockdir / "kv.sock", log_dir=tmp_path)
+    try:
+        svc.start()
+
+        def replica(pool):
+            kv = StandInMHAPool("page_first", size=SLOTS * PAGE, page_size=PAGE)
+            cfg = config(tmp_path)
+            cfg.extra_config = {
+                k: v for k, v in cfg.extra_config.items() if k != "storage_dir"
+            } | {"server": str(svc.socket)}
+            backend = StorageBackendFactory.create_backend("dynamic", cfg, kv)
+            backend.register_mem_pool_host(kv)
+            backend.register_mem_host_pool_v2(pool, PoolName.MAMBA)
+            backend.on_host_pools_registered()
+            return backend, kv
+
+        pool_a, pool_b = mamba_pool(), mamba_pool()
+        a, kv_a = replica(pool_a)
+        b, _ = replica(pool_b)
+        for i, t in enumerate(pool_tensors(pool_a)):
+            fill(t, seed=i)
+        keys = keys_for(5, tag="shared")
+        assert a.batch_set_v2([transfer(PoolName.MAMBA, keys[-1:], [7])])[PoolName.MAMBA] == [True]
+        put_kv(a, kv_a, keys, range(5))
+        probe = [PoolTransfer(name=PoolName.MAMBA, keys=keys[-1:], hit_policy=PoolHitPolicy.TRAILING_PAGES)]
+        res = b.batch_exists_v2(keys, probe, HiCacheStorageExtraInfo())
+        assert (res.kv_hit_pages, res.restorable_prefix_pages) == (5, [5])
+        assert b.batch_get_v2([transfer(PoolName.MAMBA, keys[-1:], [3])])[PoolName.MAMBA] == [True]
+        assert torch.equal(pool_b.get_data_page(3), pool_a.get_data_page(7))
+        a.close()
+        b.close()
+    finally:
+        svc.kill()
+        remove_dir(sockdir)
