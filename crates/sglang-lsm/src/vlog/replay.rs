@@ -413,6 +413,145 @@ mod tests {
         }
     }
 
+    fn opts() -> LogOptions {
+        LogOptions {
+            segment_bytes: 64 << 20,
+            direct_write: false,
+            direct_read: false,
+            durability: crate::config::Durability::None,
+        }
+    }
+
+    /// Opens the log in `dir`, returning it and the frames replayed (all of them: no index).
+    fn open_log(dir: &Path) -> (super::super::ValueLog, Vec<ReplayedFrame>) {
+        let mut frames = Vec::new();
+        let log = super::super::ValueLog::open(
+            dir,
+            opts(),
+            std::sync::Arc::new(crate::io::FaultInjector::default()),
+            None,
+            &mut Vec::new(),
+            |f| {
+                frames.push(f);
+                Ok(())
+            },
+        )
+        .expect("open log");
+        (log, frames)
+    }
+
+    /// A log of one Put frame of three 5000-byte pages (a chain p0 -> p1 -> p2), then one
+    /// Delete frame; returns the Put frame's offset and the segment's path.
+    fn put_then_delete(dir: &Path) -> (u64, std::path::PathBuf) {
+        let (log, _) = open_log(dir);
+        let vals: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i + 1; 5000]).collect();
+        let parts: Vec<Vec<&[u8]>> = vals.iter().map(|v| vec![&v[..]]).collect();
+        let keys = ["p0", "p1", "p2"];
+        let pages: Vec<super::super::frame::PutPage<'_>> = (0..3)
+            .map(|i| super::super::frame::PutPage {
+                key: keys[i].as_bytes(),
+                parent_fp: if i == 0 {
+                    NO_PARENT
+                } else {
+                    fingerprint(keys[i - 1].as_bytes())
+                },
+                parts: &parts[i],
+            })
+            .collect();
+        let mut w = log.lock_writer();
+        let put = log
+            .append(&mut w, &mut super::super::PreparedFrame::put(&pages))
+            .expect("put");
+        let gone = [(&b"old"[..], NO_PARENT, 0u32)];
+        log.append(&mut w, &mut super::super::PreparedFrame::deletes(&gone))
+            .expect("delete");
+        (
+            put.frame_offset,
+            dir.join(segment::file_name(put.segment_id)),
+        )
+    }
+
+    fn cut(path: &Path, len: u64) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .expect("open")
+            .set_len(len)
+            .expect("cut");
+    }
+
+    fn keys_of(f: &ReplayedFrame) -> Vec<&[u8]> {
+        f.header.entries.iter().map(|e| e.key.as_slice()).collect()
+    }
+
+    #[test]
+    fn a_cut_put_frame_keeps_its_whole_pages_and_is_complete_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (at, path) = put_then_delete(dir.path());
+        // Header block, then p0 at +4096, p1 at +12288, p2 at +20480 (8 KiB slots, frame
+        // 28672 bytes): cut inside p1.
+        cut(&path, at + 12288 + 100);
+        let (log, frames) = open_log(dir.path());
+        assert_eq!(frames.len(), 1);
+        assert_eq!(keys_of(&frames[0]), vec![&b"p0"[..]]);
+        assert_eq!(frames[0].header.frame_len, 12288);
+        let len = std::fs::metadata(&path).expect("stat").len();
+        assert_eq!(len, at + 12288, "cut to the end of the kept page's slot");
+        let id = log.active_segment_id();
+        assert_eq!(
+            log.frames(id).len(),
+            1,
+            "the rewritten frame reads as complete"
+        );
+        drop(log);
+        // Idempotent: a second open finds a complete frame and changes nothing.
+        let (_, again) = open_log(dir.path());
+        assert_eq!(keys_of(&again[0]), vec![&b"p0"[..]]);
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), len);
+    }
+
+    #[test]
+    fn a_rotten_page_before_the_cut_goes_with_its_descendants() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (at, path) = put_then_delete(dir.path());
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        std::os::unix::fs::FileExt::write_all_at(&f, &[0xff], at + 12288 + 7).expect("rot p1");
+        // Cut inside p2: p0 and p1 are whole, but p1 fails its checksum.
+        cut(&path, at + 20480 + 100);
+        let (_, frames) = open_log(dir.path());
+        assert_eq!(frames.len(), 1);
+        assert_eq!(keys_of(&frames[0]), vec![&b"p0"[..]], "p2's parent rotted");
+    }
+
+    #[test]
+    fn a_delete_frame_cut_in_its_padding_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (at, path) = put_then_delete(dir.path());
+        let delete_at = at + 28672;
+        cut(&path, delete_at + 2000);
+        let (_, frames) = open_log(dir.path());
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[1].header.kind, FrameKind::Delete);
+        assert_eq!(keys_of(&frames[1]), vec![&b"old"[..]]);
+        let len = std::fs::metadata(&path).expect("stat").len();
+        assert_eq!(len, delete_at + 4096, "padding restored as zeros");
+    }
+
+    #[test]
+    fn a_frame_cut_inside_its_header_or_first_page_is_dropped() {
+        for keep in [30, 4096 + 100] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (at, path) = put_then_delete(dir.path());
+            cut(&path, at + keep);
+            let (_, frames) = open_log(dir.path());
+            assert!(frames.is_empty(), "cut at +{keep}");
+            assert_eq!(std::fs::metadata(&path).expect("stat").len(), at);
+        }
+    }
+
     #[test]
     fn a_rotten_page_takes_its_descendants_in_the_frame_with_it() {
         // Chain a -> b -> c -> d (listed child first, to not rely on order), plus x -> y.
