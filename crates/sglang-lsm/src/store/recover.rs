@@ -25,7 +25,8 @@ pub(super) struct Opened {
     pub index: Index,
     pub vlog: ValueLog,
     pub residency: Residency,
-    /// Index records into segments that are gone (quarantined, or a clear cut short).
+    /// Index records the log no longer holds: into segments that are gone (quarantined, or a
+    /// clear cut short), past the end of a truncated segment, or dropped from a torn frame.
     pub stale: Vec<(Vec<u8>, IndexRecord)>,
     /// Where the damaged index was moved before it was rebuilt from the log.
     pub index_set_aside: Option<PathBuf>,
@@ -176,7 +177,7 @@ fn rebuild_residency(
     let mut links = Vec::new();
     index.for_each_record(|key, rec| {
         let fp = fingerprint(key);
-        if vlog.segment(rec.segment_id).is_some() {
+        if vlog.holds(key, rec.segment_id, rec.offset, rec.len) {
             let slot = Slot::new(rec.segment_id, rec.len).with_ns(quotas.ns_of(key));
             residency.insert(fp, slot, NO_PARENT, rec.seqno);
             links.push((fp, rec.parent_fp));
@@ -201,7 +202,8 @@ impl Store {
         if !stale.is_empty() {
             tracing::warn!(
                 records = stale.len(),
-                "index records point at segments that are gone; dropping them and their descendants"
+                "index records name pages the log no longer holds (segment gone, truncated or \
+                 torn); dropping them and their descendants"
             );
             let roots: Vec<Vec<u8>> = stale.iter().map(|(k, _)| k.clone()).collect();
             self.delete_with_descendants(roots, |_| Ok(true))?;

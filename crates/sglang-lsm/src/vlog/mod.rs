@@ -86,6 +86,9 @@ pub struct ValueLog {
     /// Every file in the quarantine folder at open, this open's first.
     quarantined: Vec<Quarantined>,
     parents_lost_after_seqno: Option<u64>,
+    /// Entries a torn tail frame lost at open. Their offsets are never written again (appends
+    /// go past the repaired frame), so the map stays true for the life of the log.
+    dropped_at_open: replay::DroppedEntries,
 }
 
 impl ValueLog {
@@ -151,6 +154,7 @@ impl ValueLog {
             faults,
             quarantined,
             parents_lost_after_seqno: scanned.parents_lost_after_seqno,
+            dropped_at_open: scanned.dropped,
         })
     }
 
@@ -346,6 +350,25 @@ impl ValueLog {
     #[must_use]
     pub fn parents_lost_after_seqno(&self) -> Option<u64> {
         self.parents_lost_after_seqno
+    }
+
+    /// Whether the log still holds the page an index record names: its segment exists, the
+    /// extent lies within the segment's complete frames, and open did not drop it from a
+    /// torn tail frame. A record that fails this names bytes that are gone or were never
+    /// whole (a truncated file), and must be forgotten, with its descendants.
+    #[must_use]
+    pub fn holds(&self, key: &[u8], segment_id: u32, offset: u64, len: u64) -> bool {
+        let Some(seg) = self.segment(segment_id) else {
+            return false;
+        };
+        let within = offset
+            .checked_add(len)
+            .is_some_and(|end| end <= seg.len_bytes());
+        let dropped = self
+            .dropped_at_open
+            .get(&(segment_id, offset))
+            .is_some_and(|keys| keys.iter().any(|k| k == key));
+        within && !dropped
     }
 
     /// The shared fault injector (tests arm it).
