@@ -113,9 +113,8 @@ class Workload:
 def run_once(args: argparse.Namespace, adaptive: bool, root: str) -> dict:
     path = os.path.join(root, "adaptive" if adaptive else "static")
     shutil.rmtree(path, ignore_errors=True)
-    store = sglang_lsm.Store(
-        path, capacity_bytes=int(args.capacity_gib * (1 << 30)), adaptive=adaptive
-    )
+    options = json.loads(args.adaptive_options if adaptive else args.static_options)
+    store = sglang_lsm.Store(path, capacity_bytes=int(args.capacity_gib * (1 << 30)), **options)
     work = Workload(args)
     phases = {}
     try:
@@ -174,9 +173,17 @@ def main() -> int:
     ap.add_argument("--page-kib", type=int, default=256)
     ap.add_argument("--capacity-gib", type=float, default=4.0)
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--warmup", type=int, default=1, choices=(0, 1), help="untimed first runs")
+    # To find which knob costs what: e.g. a static store with the budget the controller picks.
+    ap.add_argument("--adaptive-options", default='{"adaptive": true}', help="store options, A")
+    ap.add_argument("--static-options", default='{"adaptive": false}', help="store options, B")
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
 
+    # The first store of the process runs slower whatever its options (page cache, allocator,
+    # thread start-up): one untimed run of each first, so neither side pays it.
+    for adaptive in (True, False)[: 2 * args.warmup]:
+        run_once(args, adaptive, args.dir)
     runs: list[dict] = []
     for r in range(args.runs):
         order = (True, False) if r % 2 == 0 else (False, True)

@@ -312,8 +312,11 @@ def test_options_come_from_extra_config(tmp_path):
     backend.close()
 
 
-def test_adaptive_controller_can_be_switched_off_from_extra_config(tmp_path):
-    on = HiCacheLSM(make_config(tmp_path / "on"), {})
+def test_adaptive_controller_is_off_by_default_and_set_from_extra_config(tmp_path):
+    default = HiCacheLSM(make_config(tmp_path / "default"), {})
+    assert default.engine_stats()["controller"]["adaptive"] is False
+    default.close()
+    on = HiCacheLSM(make_config(tmp_path / "on", extra={"adaptive": True}), {})
     assert on.engine_stats()["controller"]["adaptive"] is True
     on.close()
     off = HiCacheLSM(

@@ -26,9 +26,9 @@ pub struct ScaleArgs {
     /// Working directory (a fresh subdirectory is created and removed).
     #[arg(long, default_value = "bench-out")]
     dir: PathBuf,
-    /// Keep the configured knobs: switch the adaptive controller off.
+    /// Let the adaptive controller retune the knobs (the store's default is off).
     #[arg(long)]
-    no_adaptive: bool,
+    adaptive: bool,
     /// Checkpoints (record counts), ascending.
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000,10000000")]
     checkpoints: Vec<u64>,
@@ -121,7 +121,7 @@ fn run_in(args: &ScaleArgs, root: &std::path::Path) -> anyhow::Result<Vec<Checkp
         root,
         StoreConfig {
             direct_read: args.direct_read,
-            adaptive: !args.no_adaptive,
+            adaptive: args.adaptive,
             ..StoreConfig::default()
         },
     )?;

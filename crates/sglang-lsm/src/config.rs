@@ -81,6 +81,8 @@ pub struct StoreConfig {
     pub level_ratio: u32,
     /// Let the controller retune the runtime knobs (memtable size, compaction parameters,
     /// reclamation budget) from the observed workload. Off: the configured values stay.
+    /// Off by default until it never costs time: measured through the Python API (issue 11,
+    /// docs/CONTROLLER.md) it cost 0-8% per phase of a shifting workload.
     pub adaptive: bool,
     /// How often the controller observes the workload (one window per tick).
     pub controller_interval_ms: u64,
@@ -141,7 +143,7 @@ impl Default for StoreConfig {
             memtable_bytes: 16 << 20,
             l0_threshold: 4,
             level_ratio: 10,
-            adaptive: true,
+            adaptive: false,
             controller_interval_ms: 1000,
             read_threads: 8,
             coalesce_reads: true,

@@ -317,7 +317,7 @@ mod tests {
         let text = s.metrics_text();
         assert!(text.contains("sglang_lsm_put_pages_total 2"), "{text}");
         assert!(text.contains("sglang_lsm_pages 2"), "{text}");
-        assert!(text.contains("sglang_lsm_controller_adaptive 1"), "{text}");
+        assert!(text.contains("sglang_lsm_controller_adaptive 0"), "{text}");
         assert!(
             text.contains("sglang_lsm_controller_l0_threshold 4"),
             "{text}"
