@@ -149,6 +149,14 @@ impl Inner {
         self.residency.read().live_bytes() + self.segment_bytes <= target
     }
 
+    /// Whether at least three quarters of the live bytes were read (or re-put) since last
+    /// written or relocated: then a second-chance pass would mostly relocate, and a blocked
+    /// put stops paying for it.
+    fn mostly_referenced(&self) -> bool {
+        let r = self.residency.read();
+        r.referenced_bytes() * 4 >= r.live_bytes() * 3
+    }
+
     /// Whether frequent pages are spared now: protection is on and frequent pages hold at
     /// most `protect_frequent_fraction` of the log bound. Past it they are evicted like any
     /// unreferenced page until they fall back under it, so the protected class can never
@@ -440,6 +448,10 @@ impl Inner {
         // relocating recently read pages then costs far more I/O than it wins (bench-capacity
         // measured an 8.5 s put stall after a read-back had marked every page referenced). One
         // low-yield victim is not enough evidence: it may be the relocated hot set itself.
+        // Nor are several while most live bytes are unreferenced: the hot set may span them
+        // (the oldest segments of a store whose first pages are the hot ones), and forcing
+        // then evicts recently read pages while cold ones stay, which LRU never does (seen
+        // under load in tests/capacity.rs, when the background reclaimer lagged behind).
         // With frequent pages protected, a middle pass drops that protection before the
         // second chances: protected pages are the likelier to go unread again.
         let passes: &[Pass] = if self.config.protect_frequent_fraction > 0.0 {
@@ -469,6 +481,7 @@ impl Inner {
                         if !force
                             && victims >= 2
                             && net_freed_bytes * 4 < held_bytes
+                            && self.mostly_referenced()
                             && !self.spares_live()
                         {
                             break;

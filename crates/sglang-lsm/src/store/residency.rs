@@ -125,6 +125,9 @@ pub struct Residency {
     live_bytes: u64,
     /// Live bytes of frequent pages (bounds what `protect_frequent` may spare).
     frequent_bytes: u64,
+    /// Live bytes of referenced pages (those a second-chance pass relocates rather than
+    /// evicts): tells inline reclamation whether low yield means "everything was read".
+    referenced_bytes: u64,
     /// Indexed by namespace id; grown on demand (ids are dense and few).
     namespaces: Vec<NsUsage>,
     /// Resident children of pages that are not resident (yet): a child may be stored before
@@ -166,6 +169,9 @@ impl Residency {
         if slot.frequent() {
             self.frequent_bytes += slot.bytes();
         }
+        if slot.referenced() {
+            self.referenced_bytes += slot.bytes();
+        }
         if slot.ns != 0 {
             let i = usize::from(slot.ns);
             if self.namespaces.len() <= i {
@@ -187,6 +193,10 @@ impl Residency {
         if slot.frequent() {
             debug_assert!(self.frequent_bytes >= slot.bytes());
             self.frequent_bytes = self.frequent_bytes.saturating_sub(slot.bytes());
+        }
+        if slot.referenced() {
+            debug_assert!(self.referenced_bytes >= slot.bytes());
+            self.referenced_bytes = self.referenced_bytes.saturating_sub(slot.bytes());
         }
         if let Some(u) = self.namespaces.get_mut(usize::from(slot.ns)) {
             debug_assert!(slot.ns == 0 || (u.pages > 0 && u.live_bytes >= slot.bytes()));
@@ -266,14 +276,18 @@ impl Residency {
     /// once has been seen twice (written, then wanted again).
     pub fn touch(&mut self, fps: impl IntoIterator<Item = Fingerprint>) {
         for fp in fps {
-            let mut newly_frequent = 0;
+            let (mut newly_frequent, mut newly_referenced) = (0, 0);
             self.pages.update(fp, |s| {
                 if !s.frequent() {
                     newly_frequent = s.bytes();
                 }
+                if !s.referenced() {
+                    newly_referenced = s.bytes();
+                }
                 s.flags |= REFERENCED | FREQUENT;
             });
             self.frequent_bytes += newly_frequent;
+            self.referenced_bytes += newly_referenced;
         }
     }
 
@@ -320,6 +334,13 @@ impl Residency {
     #[must_use]
     pub fn frequent_bytes(&self) -> u64 {
         self.frequent_bytes
+    }
+
+    /// Live bytes of referenced pages (read or re-put since last written or relocated).
+    #[must_use]
+    pub fn referenced_bytes(&self) -> u64 {
+        debug_assert!(self.referenced_bytes <= self.live_bytes);
+        self.referenced_bytes
     }
 
     /// Live bytes and pages of quota'd namespace `ns` (zero for 0, which is not tracked).
@@ -433,6 +454,32 @@ mod tests {
         r.remove(1, NO_PARENT);
         r.remove(2, NO_PARENT);
         assert_eq!(r.frequent_bytes(), 0);
+    }
+
+    #[test]
+    fn referenced_bytes_follow_touches_relocations_and_removals() {
+        let mut r = Residency::default();
+        assert!(r.insert(1, Slot::new(1, 4096), NO_PARENT, 1));
+        assert!(r.insert(2, Slot::new(1, 8192), NO_PARENT, 2));
+        assert_eq!(r.referenced_bytes(), 0, "a new page is unreferenced");
+        r.touch([1, 1, 2]);
+        assert_eq!(
+            r.referenced_bytes(),
+            4096 + 8192,
+            "touching twice counts once"
+        );
+        assert!(r.relocate(1, Slot::new(2, 4096), 3));
+        assert_eq!(
+            r.referenced_bytes(),
+            8192,
+            "relocation spends the second chance"
+        );
+        r.touch([1]);
+        assert_eq!(r.referenced_bytes(), 4096 + 8192);
+        r.remove(2, NO_PARENT);
+        assert_eq!(r.referenced_bytes(), 4096);
+        r.remove(1, NO_PARENT);
+        assert_eq!(r.referenced_bytes(), 0);
     }
 
     #[test]
