@@ -46,7 +46,8 @@ enum Command {
     /// halfway, checks the disk never exceeds the bound, contents survive, no orphans; exit 1
     /// if a check fails. --report DIR draws disk bytes vs bytes written.
     BenchCapacity(capacity::CapacityArgs),
-    /// Generate a workload trace (staged phases or multi-turn conversations) for `replay`.
+    /// Generate a workload trace (staged phases, multi-turn conversations or tool-using agent
+    /// sessions) for `replay`.
     Gen(gen::GenArgs),
     /// Replay a Mooncake-format trace against a real store under a capacity and policy.
     Replay(ReplayArgs),
