@@ -11,6 +11,15 @@ use super::io::{BlockKeys, PageIo};
 use crate::policy::{Policy, PolicyKind};
 use crate::trace::{BlockId, Request, Trace};
 
+/// Request `ri` of the trace, its keys, and the leading blocks it hit.
+#[derive(Clone, Copy)]
+pub(super) struct Step<'a> {
+    pub ri: usize,
+    pub req: &'a Request,
+    pub keys: &'a [&'a [u8]],
+    pub hits: usize,
+}
+
 /// One request's write-back, after the replayer loaded the prefix hit.
 pub(super) trait Bound {
     /// Whether every probed page must read back: true when nothing but the replayer removes
@@ -19,16 +28,13 @@ pub(super) trait Bound {
     /// Checks the store's probe of request `ri` (an enforced policy must agree with it).
     fn check_probe(&self, ri: usize, req: &Request, probed: usize) -> anyhow::Result<()>;
     /// Writes back what request `ri` missed (and, for an enforced policy, deletes what it
-    /// evicted). `keys` are the request's keys; `all_keys` every block's.
+    /// evicted). `all_keys` holds every block's key.
     fn write_back(
         &mut self,
         store: &Store,
         io: &mut PageIo,
         all_keys: &BlockKeys,
-        ri: usize,
-        req: &Request,
-        keys: &[&[u8]],
-        hits: usize,
+        step: &Step<'_>,
     ) -> anyhow::Result<()>;
     /// Blocks the replayer deleted itself, and the time inside those deletes.
     fn deleted(&self) -> (u64, Duration);
@@ -54,11 +60,14 @@ impl Bound for Own {
         store: &Store,
         io: &mut PageIo,
         _all_keys: &BlockKeys,
-        ri: usize,
-        req: &Request,
-        keys: &[&[u8]],
-        hits: usize,
+        step: &Step<'_>,
     ) -> anyhow::Result<()> {
+        let Step {
+            ri,
+            req,
+            keys,
+            hits,
+        } = *step;
         if hits < req.blocks.len() {
             // Declined pages (the bound is reached and inline reclamation freed too little,
             // or admission said no) are the store's decision, counted in its stats.
@@ -120,11 +129,9 @@ impl Bound for Enforced {
         store: &Store,
         io: &mut PageIo,
         all_keys: &BlockKeys,
-        ri: usize,
-        req: &Request,
-        keys: &[&[u8]],
-        _hits: usize,
+        step: &Step<'_>,
     ) -> anyhow::Result<()> {
+        let Step { ri, req, keys, .. } = *step;
         self.evicted.clear();
         self.policy.access(ri, &req.blocks, &mut self.evicted);
         let t_del = Instant::now();

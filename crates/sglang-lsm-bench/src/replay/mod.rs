@@ -40,7 +40,7 @@ use crate::policy::{simulate_kind, PolicyKind};
 use crate::trace::{ratio, Trace, MOONCAKE_BLOCK_TOKENS};
 use crate::ttft::ModelKind;
 use crate::units::parse_bytes;
-use bound::{Bound, Enforced, Own};
+use bound::{Bound, Enforced, Own, Step};
 use dir::StoreDir;
 pub use io::{block_key, STORAGE_BATCH_PAGES};
 use io::{BlockKeys, PageIo, STAMP_BYTES};
@@ -255,20 +255,19 @@ pub fn run_detailed(args: &ReplayArgs) -> anyhow::Result<(ReplayReport, Vec<f64>
     };
 
     let dir = StoreDir::prepare(args.dir.as_deref())?;
-    let store = Store::open(dir.path(), config.clone()).with_context(|| match config
-        .capacity_bytes
-    {
-        // The engine has a floor on its bound; say which replay options set it.
-        Some(cap) => format!(
-            "opening store at {} with its own bound of {capacity_blocks} blocks x {} = {} \
+    let store =
+        Store::open(dir.path(), config.clone()).with_context(|| match config.capacity_bytes {
+            // The engine has a floor on its bound; say which replay options set it.
+            Some(cap) => format!(
+                "opening store at {} with its own bound of {capacity_blocks} blocks x {} = {} \
              (raise --capacity-frac or --block-bytes, or pass --policy to enforce a \
              simulated policy instead)",
-            dir.path().display(),
-            crate::units::fmt_bytes(args.block_bytes),
-            crate::units::fmt_bytes(cap)
-        ),
-        None => format!("opening store at {}", dir.path().display()),
-    })?;
+                dir.path().display(),
+                crate::units::fmt_bytes(args.block_bytes),
+                crate::units::fmt_bytes(cap)
+            ),
+            None => format!("opening store at {}", dir.path().display()),
+        })?;
     let outcome = replay_requests(args, &trace, &store, bound.as_mut())?;
     bound.finish(outcome.end.pages)?;
     drop(store);
@@ -339,7 +338,13 @@ fn replay_requests(
         let (hits, load) = io.load(store, ri, req, &keys, probed, bound.strict())?;
         hit_blocks += hits as u64;
         // 3. Write back what missed (and, enforced, delete what the policy evicted).
-        bound.write_back(store, &mut io, &all_keys, ri, req, &keys, hits)?;
+        let step = Step {
+            ri,
+            req,
+            keys: &keys,
+            hits,
+        };
+        bound.write_back(store, &mut io, &all_keys, &step)?;
 
         let st = store.stats();
         max_live_bytes = max_live_bytes.max(st.live_bytes);
