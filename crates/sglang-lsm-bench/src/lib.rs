@@ -5,7 +5,8 @@
 //! layer's helpers or from layers below it (issue 12 broke an import cycle here):
 //!
 //! 1. **Helpers** (import nothing above them):
-//!    [`units`] (byte sizes), `quantile`, [`device`] (the O_DIRECT device limit), [`backend`]
+//!    [`units`] (byte sizes), `quantile`, [`bound`] (the store's own capacity bound: its
+//!    segment size), [`device`] (the O_DIRECT device limit), [`backend`]
 //!    (the stores compared), `pages` (page keys, fills, stamped page buffers), [`args`]
 //!    (options every `bench` mode shares), `plot` (the embedded font), [`trace`] (Mooncake
 //!    JSONL traces), [`policy`] (prefix hit-rate simulators: LRU, Belady, leaf-only),
@@ -14,7 +15,8 @@
 //!    [`compare`] (every store side by side: page sizes, object count), [`ablation`],
 //!    [`compression`], [`micro`] (our store alone), [`scale`] (cost and memory from 100k to
 //!    10M pages), [`capacity`] (the disk bound and a restart), [`adaptive`] (the controller),
-//!    [`replay`] (a trace against a real [`sglang_lsm::Store`] under a chosen policy),
+//!    [`replay`] (a trace against a real [`sglang_lsm::Store`] under its own capacity
+//!    bound, or a simulated policy the replayer enforces),
 //!    [`service`] (the node service against the embedded store).
 //! 3. **Top**: [`report`] (the whole run's results, markdown and plots; may use everything
 //!    below), then [`bench`](mod@bench), the command that runs the suite and writes the report.
@@ -24,6 +26,7 @@ pub mod adaptive;
 pub mod args;
 pub mod backend;
 pub mod bench;
+pub mod bound;
 pub mod capacity;
 pub mod compare;
 pub mod compression;

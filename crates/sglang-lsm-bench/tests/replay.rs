@@ -1,10 +1,14 @@
-//! Replays a small synthetic trace through a real store and checks the report's invariants.
+//! Replays small synthetic traces through a real store and checks the report's invariants:
+//! under the store's own capacity bound (the default) and under every replayer-enforced
+//! policy.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use clap::Parser;
+use sglang_lsm_bench::gen::{toolagent, write_jsonl, ToolagentArgs};
 use sglang_lsm_bench::policy::{simulate_kind, PolicyKind};
+use sglang_lsm_bench::replay::ReplayPolicy;
 use sglang_lsm_bench::trace::Trace;
 use sglang_lsm_bench::{run, ReplayArgs, ReplayReport};
 
@@ -53,7 +57,7 @@ fn replay(dir: &Path, policy: PolicyKind, frac: f64) -> (Trace, ReplayReport) {
     let trace_path = dir.join("trace.jsonl");
     let trace = write_trace(&trace_path);
     let mut args = ReplayArgs::new(&trace_path, frac);
-    args.policy = policy;
+    args.policy = ReplayPolicy::from(policy);
     args.block_bytes = 8 << 10;
     args.dir = Some(dir.join(format!("store-{}-{frac}", policy.name())));
     args.json = Some(dir.join(format!("report-{}-{frac}.json", policy.name())));
@@ -70,7 +74,11 @@ fn check_common(trace: &Trace, r: &ReplayReport, policy: PolicyKind) {
     let sim = simulate_kind(trace, policy, r.capacity_blocks as usize);
     assert_eq!(r.hit_blocks, sim.hit_blocks);
     assert_eq!(r.hit_rate, sim.hit_rate);
-    assert_eq!(r.hit_rate, r.policy_sim_hit_rate);
+    assert_eq!(Some(r.hit_rate), r.policy_sim_hit_rate);
+    // The replayer enforced the policy on an unbounded store: the store evicted nothing.
+    assert_eq!(r.store_capacity_bytes, None);
+    assert_eq!(r.evicted_pages, 0);
+    assert_eq!(r.blocks_declined, 0);
     assert_eq!(
         r.lru_hit_rate,
         simulate_kind(trace, PolicyKind::Lru, r.capacity_blocks as usize).hit_rate
@@ -85,6 +93,7 @@ fn check_common(trace: &Trace, r: &ReplayReport, policy: PolicyKind) {
     assert_eq!(r.bytes_read, r.hit_blocks * r.block_bytes);
     // Only misses are written, and what is left fits the capacity.
     assert!(r.blocks_written <= r.blocks - r.hit_blocks);
+    assert_eq!(r.blocks_written, r.blocks_offered);
     assert_eq!(r.store_pages, r.blocks_written - r.blocks_deleted);
     assert!(r.store_pages <= r.capacity_blocks);
     // Timely hits are a subset of hits; the model's numbers are positive and ordered.
@@ -138,6 +147,8 @@ fn every_policy_replays_consistently_through_a_real_store() {
             "ttft_model_p99_s",
             "policy",
             "capacity_blocks",
+            "write_amplification",
+            "simulated_hit_rates",
         ] {
             assert!(v.get(field).is_some(), "report lacks {field}");
         }
@@ -222,13 +233,21 @@ fn command_line_surface() {
     .expect("parses");
     assert_eq!(c.replay.capacity_frac, Some(0.05));
     assert_eq!(c.replay.block_bytes, 16 << 10);
-    assert_eq!(c.replay.policy, PolicyKind::Lru);
+    assert_eq!(c.replay.policy, ReplayPolicy::Lru);
     assert_eq!(c.replay.block_tokens, 512);
     assert_eq!(c.replay.speedup, Some(4.0));
     let c = Cli::try_parse_from(["replay", "--trace", "t", "--capacity-bytes", "100g"])
         .expect("parses");
     assert_eq!(c.replay.capacity_bytes, Some(100 << 30));
-    assert_eq!(c.replay.policy, PolicyKind::Prefix);
+    // The default is the store's own bound; `store` can also be asked for by name.
+    assert_eq!(c.replay.policy, ReplayPolicy::Store);
+    let c = Cli::try_parse_from(["replay", "--capacity-frac", "0.1", "--policy", "store"])
+        .expect("parses");
+    assert_eq!(c.replay.policy, ReplayPolicy::Store);
+    assert_eq!(
+        c.replay.trace.to_str(),
+        Some("data/traces/mooncake_synthetic_trace.jsonl.zst")
+    );
     // A capacity is required, and only one kind of it.
     assert!(Cli::try_parse_from(["replay", "--trace", "t"]).is_err());
     assert!(Cli::try_parse_from([
@@ -272,4 +291,86 @@ fn invalid_numbers_are_rejected_before_any_work() {
         .expect_err("speedup")
         .to_string()
         .contains("--speedup"));
+}
+
+/// A tool-agent trace big enough that a bound of a quarter of its blocks spans many 1 MiB
+/// segments at 64 KiB blocks, so the store's reclaimer has to work.
+fn write_agent_trace(path: &Path) -> Trace {
+    let mut a = ToolagentArgs::new(path);
+    a.sessions = 60;
+    a.system_tokens = 2048;
+    a.tool_tokens = 1024;
+    a.tool_output_tokens = vec![512, 2048];
+    a.session_rate_per_s = 8.0;
+    let reqs = toolagent(&a).expect("generates");
+    write_jsonl(path, &reqs).expect("writes");
+    Trace::load(path, 512).expect("loads")
+}
+
+#[test]
+fn default_replay_runs_the_stores_own_bound_and_deletes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace_path = dir.path().join("agents.jsonl");
+    let trace = write_agent_trace(&trace_path);
+    let mut args = ReplayArgs::new(&trace_path, 0.25);
+    assert_eq!(args.policy, ReplayPolicy::Store, "the default");
+    args.dir = Some(dir.path().join("store"));
+    args.json = Some(dir.path().join("report.json"));
+    let r = run(&args).expect("replay succeeds");
+    let capacity = r.capacity_blocks * r.block_bytes;
+    assert!(
+        capacity >= 8 * r.segment_bytes,
+        "the bound must span several segments for this test to mean anything"
+    );
+    assert_eq!(r.policy, "store");
+    assert_eq!(r.store_capacity_bytes, Some(capacity));
+    assert_eq!(r.policy_sim_hit_rate, None);
+    // The store bounded itself: it evicted, and what it holds never passed the bound.
+    assert!(r.evicted_pages > 0, "capacity must bind");
+    assert!(
+        r.max_live_bytes <= capacity,
+        "{} > {capacity}",
+        r.max_live_bytes
+    );
+    assert!(
+        r.max_log_bytes <= capacity + r.segment_bytes,
+        "log {} past capacity {capacity} + one segment",
+        r.max_log_bytes
+    );
+    assert!(r.store_pages * r.block_bytes <= capacity);
+    // The replayer deleted nothing: every page that left the store was evicted by it.
+    assert_eq!(r.blocks_deleted, 0);
+    assert_eq!(r.store_pages, r.blocks_written - r.evicted_pages);
+    // Every miss was offered for write-back, and the store accounts for each offer.
+    assert_eq!(r.blocks_offered, r.blocks - r.hit_blocks);
+    assert_eq!(
+        r.blocks_offered,
+        r.blocks_written + r.blocks_declined + r.blocks_unadmitted + r.blocks_existing
+    );
+    assert_eq!(r.bytes_written, r.blocks_written * r.block_bytes);
+    let wa = (r.bytes_written + r.relocated_bytes) as f64 / r.bytes_written as f64;
+    assert!((r.write_amplification - wa).abs() < 1e-12);
+    assert!(r.write_amplification >= 1.0);
+    // The store's own hit rate is a real figure under the ceiling, with the references beside it.
+    assert!(r.hit_blocks > 0 && r.hit_rate <= r.unlimited_hit_rate);
+    assert_eq!(r.blocks_read, r.hit_blocks);
+    let cap = r.capacity_blocks as usize;
+    assert_eq!(
+        r.lru_hit_rate,
+        simulate_kind(&trace, PolicyKind::Lru, cap).hit_rate
+    );
+    assert_eq!(
+        r.belady_hit_rate,
+        simulate_kind(&trace, PolicyKind::Belady, cap).hit_rate
+    );
+    assert_eq!(r.simulated_hit_rates.len(), PolicyKind::ALL.len());
+    assert_ne!(r.best_online_policy, "belady");
+    assert_eq!(
+        Some(&r.best_online_hit_rate),
+        r.simulated_hit_rates.get(&r.best_online_policy)
+    );
+    let text = std::fs::read_to_string(dir.path().join("report.json")).expect("report file");
+    let parsed: ReplayReport = serde_json::from_str(&text).expect("report parses");
+    assert_eq!(parsed.hit_blocks, r.hit_blocks);
+    assert_eq!(parsed.policy, "store");
 }

@@ -46,9 +46,12 @@ enum Command {
     /// halfway, checks the disk never exceeds the bound, contents survive, no orphans; exit 1
     /// if a check fails. --report DIR draws disk bytes vs bytes written.
     BenchCapacity(capacity::CapacityArgs),
-    /// Generate a workload trace (staged phases or multi-turn conversations) for `replay`.
+    /// Generate a workload trace (staged phases, multi-turn conversations or tool-using agent
+    /// sessions) for `replay`.
     Gen(gen::GenArgs),
-    /// Replay a Mooncake-format trace against a real store under a capacity and policy.
+    /// Replay a Mooncake-format trace against a real store: by default under the store's own
+    /// capacity bound and eviction (--policy store), or a simulated policy the replayer
+    /// enforces (--policy lru|belady|leaf-lru|prefix); LRU and Belady as references.
     Replay(ReplayArgs),
     /// Read every live page, check its checksum, print `verified=N corrupt=M` and every
     /// quarantined segment (exit 1 if M > 0 or a segment is quarantined).

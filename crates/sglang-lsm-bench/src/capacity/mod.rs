@@ -45,6 +45,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sglang_lsm::{Store, StoreConfig};
 
+use crate::bound::engine_segment_bytes;
 use crate::pages::PageSlots;
 use crate::quantile::quantile;
 use crate::units::{fmt_bytes, parse_bytes};
@@ -178,15 +179,6 @@ pub struct CapacityReport {
     pub passed: bool,
     pub disk_samples: Vec<DiskSample>,
     pub store_samples: Vec<StoreSample>,
-}
-
-/// The segment size the engine picks for a bounded store (`Store::open`, store/mod.rs): the
-/// configured size, shrunk so the capacity holds at least 32 segments, at least 1 MiB.
-fn engine_segment_bytes(config: &StoreConfig) -> u64 {
-    match config.capacity_bytes {
-        Some(cap) => config.segment_bytes.min(cap / 32).max(1 << 20),
-        None => config.segment_bytes,
-    }
 }
 
 fn validate(a: &CapacityArgs) -> anyhow::Result<()> {

@@ -140,29 +140,41 @@ pub fn replay(args: &sglang_lsm_bench::ReplayArgs) -> anyhow::Result<ExitCode> {
         "trace {} ({} requests, {} block refs, {} distinct)",
         r.trace, r.requests, r.blocks, r.distinct_blocks
     );
+    let bounded_by = match r.store_capacity_bytes {
+        Some(_) => format!(
+            "the store's own bound and eviction ({} segments)",
+            fmt_bytes(r.segment_bytes)
+        ),
+        None => format!("the replayer enforcing {}", r.policy),
+    };
     println!(
-        "capacity {} blocks ({} at the replay's {} blocks), policy {}",
+        "capacity {} blocks ({} at the replay's {} blocks), bounded by {bounded_by}",
         r.capacity_blocks,
         fmt_bytes(r.capacity_bytes_replay),
         fmt_bytes(r.block_bytes),
-        r.policy
     );
     println!(
-        "| hit rate ({}) | LRU | Belady | unlimited | timely |",
-        r.policy
+        "| hit rate ({}) | write amp | LRU | best online ({}) | Belady | unlimited | timely |",
+        r.policy, r.best_online_policy
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} | {} | {} | {} |",
+        "| {} | {:.2} | {} | {} | {} | {} | {} |",
         pct(r.hit_rate),
+        r.write_amplification,
         pct(r.lru_hit_rate),
+        pct(r.best_online_hit_rate),
         pct(r.belady_hit_rate),
         pct(r.unlimited_hit_rate),
         pct(r.timely_hit_rate)
     );
     println!(
-        "written {} read {} in {:.1} s; TTFT MODEL ({}): mean {:.3} s, p99 {:.3} s",
+        "written {} ({} pages declined, {} evicted by the store, {} deleted by the replayer) \
+         read {} in {:.1} s; TTFT MODEL ({}): mean {:.3} s, p99 {:.3} s",
         fmt_bytes(r.bytes_written),
+        r.blocks_declined,
+        r.evicted_pages,
+        r.blocks_deleted,
         fmt_bytes(r.bytes_read),
         r.wall_s,
         r.model,

@@ -10,10 +10,16 @@
 //!   `clients` clients each run `rounds` rounds; round r's prompt is round r-1's prompt plus
 //!   its answer plus a new question, so the history grows and every block that was full in
 //!   the previous round is a prefix hit.
+//! - [`toolagent`]: tool-using agent sessions: a few shared long system prompts and tool
+//!   definitions, then each turn's tool call and tool output extend the session's prefix
+//!   (the model is in [`toolagent`]'s module documentation).
 //!
 //! Hash ids are prefix-chained as the trace loader requires: a reused block keeps its id and
 //! parent; every other block gets a new id. Each line also carries a `phase` (staged) or
-//! `client`/`round` (multi-turn) field, which the loader ignores.
+//! `client`/`round` (multi-turn: conversation and round; tool agent: session and turn) field,
+//! which the loader ignores.
+
+mod toolagent;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +30,7 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use crate::trace::MOONCAKE_BLOCK_TOKENS;
+pub use toolagent::{toolagent, ToolagentArgs};
 
 /// One generated request (a Mooncake trace line plus labels).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,6 +60,9 @@ pub enum GenKind {
     Staged(StagedArgs),
     /// Multi-turn conversations whose history grows each round (bench_multiturn-like).
     Multiturn(MultiturnArgs),
+    /// Tool-using agent sessions: shared system prompts and tool definitions, tool outputs
+    /// between turns, each turn extending the session's prefix.
+    Toolagent(ToolagentArgs),
 }
 
 /// Options of [`staged`].
@@ -120,6 +130,7 @@ pub struct MultiturnArgs {
     pub seed: u64,
 }
 
+/// xorshift64: deterministic per seed, no dependency.
 struct Rng(u64);
 
 impl Rng {
@@ -311,6 +322,27 @@ pub fn run(args: &GenArgs) -> anyhow::Result<ExitCode> {
             write_jsonl(&a.out, &reqs)?;
             println!("{} requests -> {}", reqs.len(), a.out.display());
             println!("| round | prefix hit ratio (unlimited capacity) |");
+            println!("|---|---|");
+            for (r, h) in hit_ratio_by(&reqs, |r| r.round.unwrap_or(0)) {
+                println!("| {r} | {h:.3} |");
+            }
+        }
+        GenKind::Toolagent(a) => {
+            let reqs = toolagent(a)?;
+            write_jsonl(&a.out, &reqs)?;
+            let blocks: usize = reqs.iter().map(|r| r.hash_ids.len()).sum();
+            let distinct: std::collections::HashSet<u64> = reqs
+                .iter()
+                .flat_map(|r| r.hash_ids.iter().copied())
+                .collect();
+            println!(
+                "{} requests ({} sessions, {blocks} block refs, {} distinct) -> {}",
+                reqs.len(),
+                a.sessions,
+                distinct.len(),
+                a.out.display()
+            );
+            println!("| turn | prefix hit ratio (unlimited capacity) |");
             println!("|---|---|");
             for (r, h) in hit_ratio_by(&reqs, |r| r.round.unwrap_or(0)) {
                 println!("| {r} | {h:.3} |");
