@@ -29,19 +29,7 @@ fn chain_keys(prefix: &str, c: usize) -> Vec<String> {
 fn put_chains(s: &Store, chains: &[Vec<String>]) {
     for b in 0..CHAIN_PAGES / BATCH_PAGES {
         for chain in chains {
-            let batch = &chain[b * BATCH_PAGES..(b + 1) * BATCH_PAGES];
-            let vals: Vec<Vec<u8>> = batch
-                .iter()
-                .map(|k| page_bytes(k.as_bytes(), PAGE_BYTES))
-                .collect();
-            let refs: Vec<&[u8]> = batch.iter().map(|k| k.as_bytes()).collect();
-            let parts: Vec<Vec<&[u8]>> = vals.iter().map(|v| vec![&v[..]]).collect();
-            let prefix: Vec<&[u8]> = chain[..b * BATCH_PAGES]
-                .iter()
-                .map(|k| k.as_bytes())
-                .collect();
-            let stored = s.put_batch(&refs, &parts, &prefix).expect("put_batch");
-            assert!(stored.iter().all(|&x| x), "put declined");
+            common::put_chain_batch(s, chain, b, BATCH_PAGES, PAGE_BYTES);
         }
     }
 }

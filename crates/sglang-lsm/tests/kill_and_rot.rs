@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use common::{page_bytes, put_pages, small_config};
 use sglang_lsm::Store;
@@ -84,20 +82,7 @@ fn payload_offset_in_last_frame(seg: &Path, key: &str) -> u64 {
 fn a_rotten_page_in_the_killed_writers_last_frame_leaves_no_orphan() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("store");
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "rot_child_writer", "--ignored", "--nocapture"])
-        .env(DIR_ENV, &dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn child");
-    let stdout = child.stdout.take().expect("stdout");
-    let ready = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.contains("ready"));
-    assert!(ready, "the child never finished writing");
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    common::run_child_until_ready_then_kill("rot_child_writer", DIR_ENV, &dir);
 
     let rotten_key = format!("rots-p{ROTTEN}");
     let seg = newest_segment(&dir);

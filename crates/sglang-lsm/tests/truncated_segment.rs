@@ -10,10 +10,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use common::{page_bytes, small_config};
 use sglang_lsm::vlog::format::decode_header;
@@ -42,20 +40,7 @@ fn all_keys() -> Vec<String> {
 fn put_chains(s: &Store) {
     for b in 0..BATCHES_PER_CHAIN {
         for c in 0..CHAINS {
-            let chain = chain_keys(c);
-            let batch = &chain[b * BATCH_PAGES..(b + 1) * BATCH_PAGES];
-            let vals: Vec<Vec<u8>> = batch
-                .iter()
-                .map(|k| page_bytes(k.as_bytes(), PAGE_BYTES))
-                .collect();
-            let refs: Vec<&[u8]> = batch.iter().map(|k| k.as_bytes()).collect();
-            let parts: Vec<Vec<&[u8]>> = vals.iter().map(|v| vec![&v[..]]).collect();
-            let prefix: Vec<&[u8]> = chain[..b * BATCH_PAGES]
-                .iter()
-                .map(|k| k.as_bytes())
-                .collect();
-            let stored = s.put_batch(&refs, &parts, &prefix).expect("put_batch");
-            assert!(stored.iter().all(|&x| x), "put declined");
+            common::put_chain_batch(s, &chain_keys(c), b, BATCH_PAGES, PAGE_BYTES);
         }
     }
 }
@@ -288,25 +273,7 @@ fn a_half_truncated_last_segment_keeps_every_whole_page() {
 fn a_half_truncated_last_segment_of_a_killed_writer_keeps_every_whole_page() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("store");
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "truncation_child_writer",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(DIR_ENV, &dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn child");
-    let stdout = child.stdout.take().expect("stdout");
-    let ready = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.contains("ready"));
-    assert!(ready, "the child never finished writing");
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    common::run_child_until_ready_then_kill("truncation_child_writer", DIR_ENV, &dir);
     let whole = cut_last_segment_in_half(&dir);
     check_after_cut(&dir, &whole);
 }

@@ -75,3 +75,42 @@ pub fn read_pages_with(
 pub fn keys(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:06}")).collect()
 }
+
+/// Puts batch `b` of `chain` (pages `b * batch_pages ..`, the earlier ones as prefix), with
+/// bytes from `page_bytes`; every page must be stored.
+pub fn put_chain_batch(s: &Store, chain: &[String], b: usize, batch_pages: usize, len: usize) {
+    let batch = &chain[b * batch_pages..(b + 1) * batch_pages];
+    let vals: Vec<Vec<u8>> = batch
+        .iter()
+        .map(|k| page_bytes(k.as_bytes(), len))
+        .collect();
+    let refs: Vec<&[u8]> = batch.iter().map(|k| k.as_bytes()).collect();
+    let parts: Vec<Vec<&[u8]>> = vals.iter().map(|v| vec![&v[..]]).collect();
+    let prefix: Vec<&[u8]> = chain[..b * batch_pages]
+        .iter()
+        .map(|k| k.as_bytes())
+        .collect();
+    let stored = s.put_batch(&refs, &parts, &prefix).expect("put_batch");
+    assert!(stored.iter().all(|&x| x), "put declined");
+}
+
+/// Runs the ignored test `child_test` of this test binary with `dir_env` set to `dir`, waits
+/// until it prints "ready" (it wrote everything and waits), then SIGKILLs it.
+pub fn run_child_until_ready_then_kill(child_test: &str, dir_env: &str, dir: &std::path::Path) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", child_test, "--ignored", "--nocapture"])
+        .env(dir_env, dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("stdout");
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("ready"));
+    assert!(ready, "the child never finished writing");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+}
