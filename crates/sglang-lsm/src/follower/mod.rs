@@ -150,11 +150,7 @@ impl Follower {
     /// # Errors
     /// Invalid key; a failed log scan.
     pub fn probe(&self, keys: &[&[u8]]) -> Result<usize> {
-        for k in keys {
-            key::validate(k)?;
-        }
-        self.maybe_refresh()?;
-        let pages = self.pages.read();
+        let pages = self.known_pages(keys)?;
         Ok(keys
             .iter()
             .take_while(|k| pages.contains_key(&fingerprint(k)))
@@ -166,15 +162,23 @@ impl Follower {
     /// # Errors
     /// As for [`Follower::probe`].
     pub fn exists_batch(&self, keys: &[&[u8]]) -> Result<Vec<bool>> {
-        for k in keys {
-            key::validate(k)?;
-        }
-        self.maybe_refresh()?;
-        let pages = self.pages.read();
+        let pages = self.known_pages(keys)?;
         Ok(keys
             .iter()
             .map(|k| pages.contains_key(&fingerprint(k)))
             .collect())
+    }
+
+    /// The pages the follower knows of, refreshed if due, after validating `keys`.
+    fn known_pages(
+        &self,
+        keys: &[&[u8]],
+    ) -> Result<parking_lot::RwLockReadGuard<'_, HashMap<Fingerprint, Location>>> {
+        for k in keys {
+            key::validate(k)?;
+        }
+        self.maybe_refresh()?;
+        Ok(self.pages.read())
     }
 
     /// Whether the follower knows of a page.
