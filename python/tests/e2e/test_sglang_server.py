@@ -11,7 +11,8 @@ Checks: a prefix written through the server comes back from L3 after ``/flush_ca
 after a restart on the same directory (``cached_tokens``, SGLang's storage counter and our
 store's get-hit counter agree); greedy outputs and their log-probabilities equal those of a
 reference server without HiCache and radix cache, and a control prefix changes them; no
-corrupt reads, no errors or storage warnings in the logs.
+corrupt reads, no errors or storage warnings in the logs. With the node service
+(``sglang-lsm serve``), a prefix that one server wrote is a hit on a second server.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import contextlib
 import json
 import random
 import re
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +35,11 @@ pytest.importorskip("uvicorn", reason="scripts/setup_sglang_venv.sh installs the
 pytest.importorskip("sglang_lsm")
 pytest.importorskip("sglang.srt.entrypoints.http_server")
 
+# service_util (the node service's test helpers) lives in the tests folder above.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from server import Server, free_port, metric_value  # noqa: E402
+from service_util import Service, remove_dir, socket_dir  # noqa: E402
 from tiny_model import VOCAB_SIZE, write_tiny_llama  # noqa: E402
 
 PAGE_TOKENS = 16
@@ -117,15 +124,15 @@ def running(model_dir, log_path, args, timings, label):
     assert not problems, f"{label}: trouble in the server log {log_path}:\n" + "\n".join(problems)
 
 
-def hicache_args(storage_dir, metrics_port):
+def hicache_args(**backend_options):
+    """Server arguments for HiCache with HiCacheLSM as L3; ``backend_options`` are its
+    extra_config keys (storage_dir and capacity_gb, or server; metrics_port)."""
     extra = {
         "backend_name": "lsm",
         "module_path": "sglang_lsm.hicache",
         "class_name": "HiCacheLSM",
         "interface_v1": 1,
-        "storage_dir": str(storage_dir),
-        "capacity_gb": 1,
-        "metrics_port": metrics_port,
+        **backend_options,
     }
     return [
         "--page-size", str(PAGE_TOKENS),
@@ -210,21 +217,34 @@ def assert_clean_reads(metrics_port):
         assert store_counter(metrics_port, name) == 0, name
 
 
-def test_prefix_served_from_lsm_store(model_dir, prompts, tmp_path):
-    timings: dict[str, float] = {}
+@pytest.fixture(scope="module")
+def want(model_dir, prompts, tmp_path_factory, timings):
+    """The reference outputs: a server without HiCache and without the radix cache, so
+    every token is computed from scratch."""
+    log = tmp_path_factory.mktemp("reference") / "reference.log"
+    args = ["--disable-radix-cache"]
+    with running(model_dir, log, args, timings, "reference") as ref:
+        out = {k: generate(ref, p) for k, p in prompts.items()}
+    assert all(len(w["ids"]) == NEW_TOKENS for w in out.values())
+    assert all(w["meta"]["cached_tokens"] == 0 for w in out.values())
+    assert out["control"]["ids"] != out["b"]["ids"], "the prefix does not change the output"
+    return out
+
+
+@pytest.fixture(scope="module")
+def timings():
+    """Seconds (and the largest log-prob differences) measured by this module's tests,
+    printed at the end: docs/E2E.md records them."""
     t0 = time.monotonic()
+    measured: dict[str, float] = {}
+    yield measured
+    measured["total_s"] = round(time.monotonic() - t0, 1)
+    print(f"\ne2e timings: {json.dumps(measured)}")
 
-    # Reference: no HiCache, no radix cache, so every token is computed from scratch.
-    ref_args = ["--disable-radix-cache"]
-    with running(model_dir, tmp_path / "reference.log", ref_args, timings, "reference") as ref:
-        want = {k: generate(ref, p) for k, p in prompts.items()}
-    assert all(len(w["ids"]) == NEW_TOKENS for w in want.values())
-    assert all(w["meta"]["cached_tokens"] == 0 for w in want.values())
-    assert want["control"]["ids"] != want["b"]["ids"], "the prefix does not change the output"
 
-    storage_dir = tmp_path / "l3"
+def test_prefix_served_from_lsm_store(model_dir, prompts, want, timings, tmp_path):
     metrics_port = free_port()
-    args = hicache_args(storage_dir, metrics_port)
+    args = hicache_args(storage_dir=str(tmp_path / "l3"), capacity_gb=1, metrics_port=metrics_port)
     with running(model_dir, tmp_path / "hicache-1.log", args, timings, "hicache") as srv:
         first = generate(srv, prompts["a"])
         assert first["meta"]["cached_tokens"] == 0
@@ -246,5 +266,26 @@ def test_prefix_served_from_lsm_store(model_dir, prompts, tmp_path):
         served_from_storage(srv, metrics_port, prompts["b"], want["b"], timings, "restart L3")
         assert_clean_reads(metrics_port)
 
-    timings["total_s"] = round(time.monotonic() - t0, 1)
-    print(f"e2e timings: {json.dumps(timings)}")
+
+def test_servers_share_node_service(model_dir, prompts, want, timings, tmp_path):
+    """Two servers on one ``sglang-lsm serve``: a prefix that server A wrote is a hit on
+    server B, which never saw it. B starts while A still runs, as two replicas would."""
+    sockdir = socket_dir()
+    svc = Service(tmp_path / "store", sockdir / "svc.sock", "--arena-mib", "8", log_dir=tmp_path)
+    try:
+        svc.start(timeout_s=60)
+        port_a, port_b = free_port(), free_port()
+        args_a = hicache_args(server=str(svc.socket), metrics_port=port_a)
+        args_b = hicache_args(server=str(svc.socket), metrics_port=port_b)
+        with running(model_dir, tmp_path / "server-a.log", args_a, timings, "A") as a:
+            first = generate(a, prompts["a"])
+            assert first["meta"]["cached_tokens"] == 0
+            assert_same_output(first, want["a"])
+            timings["A backup_wait_s"] = round(wait_for_pages(port_a, PROMPT_PAGES), 2)
+            with running(model_dir, tmp_path / "server-b.log", args_b, timings, "B") as b:
+                served_from_storage(b, port_b, prompts["b"], want["b"], timings, "B from A")
+                assert_clean_reads(port_b)
+        assert svc.stop() == 0, svc.log()
+    finally:
+        svc.kill()
+        remove_dir(sockdir)
