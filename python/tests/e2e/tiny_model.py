@@ -3,8 +3,8 @@
 The weights are random but scaled so that attention matters: with SGLang's
 ``--load-format dummy`` every weight is a tiny uniform value, the attention scores are
 almost flat and the output barely depends on the cached KV, so an output-equality check
-could not see wrong KV bytes. Here Q/K projections are large enough that softmax is
-peaked and the next token depends on which earlier tokens were attended to.
+could not see wrong KV bytes. Here the scales (see ``_weights``) make every cached page
+count: one wrong page of the prefix changes the greedy output.
 """
 
 from __future__ import annotations
