@@ -15,7 +15,8 @@
 # CUDA kernels and servers we do not need. The first group below is what
 # hicache_storage.py, the storage backend factory and HiCacheFile import; the
 # second is what the real host memory pools (pool_host/mha.py, pool_host/mla.py)
-# import at module level, so tests can build those on CPU too.
+# import at module level, so tests can build those on CPU too. SERVER_DEPS is
+# what SGLang's HTTP server needs on top, for the end-to-end test.
 set -euo pipefail
 
 VENV="${SGLANG_LSM_VENV:-$HOME/.cache/sglang-lsm/venv}"
@@ -30,10 +31,20 @@ DEPS=(
   torchvision transformers dill apache-tvm-ffi sentencepiece compressed-tensors gguf
   "maturin>=1.8,<2" pytest
 )
+# What `python -m sglang.launch_server` imports or runs on CPU (the e2e test,
+# python/tests/e2e): the HTTP stack, modules that sglang.srt.entrypoints imports at
+# module level, and ninja, which builds SGLang's hicache_hash_cpp extension on the
+# first storage query. Pinned to the versions the e2e test passed with.
+SERVER_DEPS=(
+  uvicorn==0.55.0 fastapi==0.165.0 uvloop==0.23.0 python-multipart==0.0.34
+  setproctitle==1.3.8 prometheus-client==0.26.0 ninja==1.13.2
+  openai==3.60.0 openai-harmony==0.0.4 partial-json-parser==0.2.1.1.post7
+  einops==0.8.2 jsonschema==4.26.0 xgrammar==0.2.9 soundfile==0.14.0
+)
 
 script_hash() {
   {
-    printf '%s\n' "$SGLANG_SPEC" "${DEPS[@]}"
+    printf '%s\n' "$SGLANG_SPEC" "${DEPS[@]}" "${SERVER_DEPS[@]}"
     cat "${BASH_SOURCE[0]}"
   } | sha256sum | cut -d' ' -f1
 }
@@ -58,6 +69,8 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-input)
 "${PIP[@]}" install --quiet --upgrade pip >&2
 log "installing ${DEPS[*]}"
 "${PIP[@]}" install --quiet "${DEPS[@]}" >&2
+log "installing the server's dependencies: ${SERVER_DEPS[*]}"
+"${PIP[@]}" install --quiet "${SERVER_DEPS[@]}" >&2
 log "installing $SGLANG_SPEC (--no-deps)"
 "${PIP[@]}" install --quiet --no-deps "$SGLANG_SPEC" >&2
 
@@ -67,9 +80,11 @@ from sglang.srt.mem_cache.hicache_storage import HiCacheStorage, HiCacheStorageC
 from sglang.srt.mem_cache.storage.backend_factory import StorageBackendFactory  # noqa: F401
 from sglang.srt.mem_cache.pool_host.mha import MHATokenToKVPoolHost  # noqa: F401
 from sglang.srt.mem_cache.pool_host.mla import MLATokenToKVPoolHost  # noqa: F401
+import sglang.srt.entrypoints.http_server  # noqa: F401  (the e2e test's server)
 import torch
-print("sglang HiCache classes import; torch", torch.__version__)
+print("sglang HiCache classes and HTTP server import; torch", torch.__version__)
 PY
+[[ -x "$VENV/bin/ninja" ]] || { log "ninja is missing from $VENV/bin"; exit 1; }
 
 echo "$want" >"$stamp"
 echo "$VENV"
