@@ -100,7 +100,7 @@ class Result:
         return self.nbytes / seconds / GB if seconds > 0 else float("nan")
 
 
-def storage_config(extra: dict):
+def storage_config(extra: dict, model_name: str = "bench/model"):
     from sglang.srt.mem_cache.hicache_storage import HiCacheStorageConfig
 
     return HiCacheStorageConfig(
@@ -113,7 +113,7 @@ def storage_config(extra: dict):
         is_mla_model=False,
         enable_storage_metrics=False,
         is_page_first_layout=True,
-        model_name="bench/model",
+        model_name=model_name,
         extra_config=extra,
     )
 

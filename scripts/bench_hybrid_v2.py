@@ -32,7 +32,14 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_hicache import GB, KVHalvesPool, device_limit, drop_caches, page_keys  # noqa: E402
+from bench_hicache import (  # noqa: E402
+    GB,
+    KVHalvesPool,
+    device_limit,
+    drop_caches,
+    page_keys,
+    storage_config,
+)
 
 
 class FlatKVPool(KVHalvesPool):
@@ -64,7 +71,6 @@ def mamba_pool(slots: int, state_kib: int):
 
 
 def make_backend(system: str, root: str, kv_pool):
-    from sglang.srt.mem_cache.hicache_storage import HiCacheStorageConfig
     from sglang.srt.mem_cache.storage.backend_factory import StorageBackendFactory
 
     extra = (
@@ -78,19 +84,7 @@ def make_backend(system: str, root: str, kv_pool):
             "storage_dir": root,
         }
     )
-    cfg = HiCacheStorageConfig(
-        tp_rank=0,
-        tp_size=1,
-        pp_rank=0,
-        pp_size=1,
-        attn_cp_rank=0,
-        attn_cp_size=1,
-        is_mla_model=False,
-        enable_storage_metrics=False,
-        is_page_first_layout=True,
-        model_name="bench/hybrid",
-        extra_config=extra,
-    )
+    cfg = storage_config(extra, model_name="bench/hybrid")
     kind = "file" if system == "HiCacheFile" else "dynamic"
     return StorageBackendFactory.create_backend(kind, cfg, kv_pool)
 
