@@ -312,9 +312,15 @@ impl Inner {
     fn stats(&self) -> StoreStats {
         use std::sync::atomic::Ordering::Relaxed;
         let c = &self.counters;
-        let (pages, live_bytes) = {
+        // Evictions are counted under the residency lock that removes them (log_deletes_counted),
+        // so read the counter under it too.
+        let (pages, live_bytes, evicted_pages) = {
             let r = self.residency.read();
-            (r.len() as u64, r.live_bytes())
+            (
+                r.len() as u64,
+                r.live_bytes(),
+                c.evicted_pages.load(Relaxed),
+            )
         };
         let sizes = self.vlog.segment_sizes();
         StoreStats {
@@ -355,7 +361,7 @@ impl Inner {
             segments_reclaimed: c.segments_reclaimed.load(Relaxed),
             relocated_pages: c.relocated_pages.load(Relaxed),
             relocated_bytes: c.relocated_bytes.load(Relaxed),
-            evicted_pages: c.evicted_pages.load(Relaxed),
+            evicted_pages,
             index_busy_us: c.index_busy_us.load(Relaxed),
             controller: self.controller.lock().stats(self.knobs.get()),
             write_amplification: {

@@ -255,7 +255,6 @@ impl Inner {
         }
         Counters::add(&self.counters.relocated_pages, out.relocated_pages);
         Counters::add(&self.counters.relocated_bytes, out.relocated_bytes);
-        Counters::add(&self.counters.evicted_pages, out.evicted_pages);
         tracing::debug!(
             segment = out.segment_id,
             relocated = out.relocated_pages,
@@ -420,7 +419,11 @@ impl Inner {
             if doomed.is_empty() {
                 continue;
             }
-            evicted += self.log_deletes(&mut w, &doomed)?.len() as u64;
+            // Counted as they go, not when the whole reclamation ends: a `stats()` taken
+            // meanwhile must see `pages` and `evicted_pages` agree (the replay checks it).
+            evicted += self
+                .log_deletes_counted(&mut w, &doomed, Some(&self.counters.evicted_pages))?
+                .len() as u64;
         }
         Ok(evicted)
     }

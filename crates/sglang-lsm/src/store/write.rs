@@ -477,6 +477,18 @@ impl super::Inner {
         w: &mut crate::vlog::Writer,
         pages: &[(&[u8], Fingerprint)],
     ) -> Result<Vec<Slot>> {
+        self.log_deletes_counted(w, pages, None)
+    }
+
+    /// [`Self::log_deletes`], adding the pages removed to `removed_counter` under the same
+    /// residency lock that removes them, so `stats()` (which reads its page count under that
+    /// lock too) never sees a page gone but not yet counted.
+    pub(crate) fn log_deletes_counted(
+        &self,
+        w: &mut crate::vlog::Writer,
+        pages: &[(&[u8], Fingerprint)],
+        removed_counter: Option<&std::sync::atomic::AtomicU64>,
+    ) -> Result<Vec<Slot>> {
         let records: Vec<(&[u8], Fingerprint, u32)> = {
             let r = self.residency.read();
             pages
@@ -501,6 +513,10 @@ impl super::Inner {
                 removed.push(slot);
             }
         }
+        if let Some(c) = removed_counter {
+            Counters::add(c, removed.len() as u64);
+        }
+        drop(r);
         Ok(removed)
     }
 }
