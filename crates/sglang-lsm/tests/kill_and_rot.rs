@@ -24,28 +24,16 @@ fn chain(name: &str) -> Vec<String> {
 #[test]
 #[ignore = "run by a_rotten_page_in_the_killed_writers_last_frame_leaves_no_orphan"]
 fn rot_child_writer() {
-    let Ok(dir) = std::env::var(DIR_ENV) else {
-        return;
-    };
-    let store = Store::open(&dir, small_config()).expect("child open");
-    for name in ["kept", "rots"] {
-        let ok = put_pages(&store, &chain(name), PAGE_BYTES);
-        assert!(ok.iter().all(|&b| b));
-    }
-    println!("ready");
-    loop {
-        std::thread::park();
-    }
+    common::child_writer(DIR_ENV, |store| {
+        for name in ["kept", "rots"] {
+            let ok = put_pages(store, &chain(name), PAGE_BYTES);
+            assert!(ok.iter().all(|&b| b));
+        }
+    });
 }
 
 fn newest_segment(dir: &Path) -> PathBuf {
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("vlog"))
-        .expect("vlog")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    segs.sort();
-    segs.pop().expect("a segment")
+    common::segment_files(dir).pop().expect("a segment")
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {

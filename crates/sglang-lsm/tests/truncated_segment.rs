@@ -50,25 +50,7 @@ fn put_chains(s: &Store) {
 #[test]
 #[ignore = "run by a_half_truncated_last_segment_of_a_killed_writer_keeps_every_whole_page"]
 fn truncation_child_writer() {
-    let Ok(dir) = std::env::var(DIR_ENV) else {
-        return;
-    };
-    let store = Store::open(&dir, small_config()).expect("child open");
-    put_chains(&store);
-    println!("ready");
-    loop {
-        std::thread::park();
-    }
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("vlog"))
-        .expect("vlog")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    segs.sort();
-    segs
+    common::child_writer(DIR_ENV, put_chains);
 }
 
 /// Where each page's payload lies: (segment file, absolute offset, length).
@@ -77,7 +59,7 @@ type Layout = BTreeMap<String, (PathBuf, u64, u64)>;
 /// Reads every frame header of every segment (FORMAT.md, "Frame"), in log order.
 fn layout(dir: &Path) -> Layout {
     let mut out = Layout::new();
-    for seg in segments(dir) {
+    for seg in common::segment_files(dir) {
         let bytes = std::fs::read(&seg).expect("read segment");
         let mut at = 4096usize;
         while let Some(h) = bytes.get(at..).and_then(decode_header) {
@@ -105,7 +87,7 @@ fn cut_last_segment_in_half(dir: &Path) -> BTreeMap<String, bool> {
 fn cut_and_rot(dir: &Path, rot: bool) -> BTreeMap<String, bool> {
     let before = layout(dir);
     assert_eq!(before.len(), CHAINS * BATCHES_PER_CHAIN * BATCH_PAGES);
-    let last = segments(dir).pop().expect("a segment");
+    let last = common::segment_files(dir).pop().expect("a segment");
     let len = std::fs::metadata(&last).expect("stat").len();
     let cut = len / 2;
     std::fs::OpenOptions::new()

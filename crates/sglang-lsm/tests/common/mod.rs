@@ -114,3 +114,29 @@ pub fn run_child_until_ready_then_kill(child_test: &str, dir_env: &str, dir: &st
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
 }
+
+/// The body of an ignored child-writer test: opens the store named by `dir_env` (returns at
+/// once when it is unset, i.e. when run directly), runs `write`, prints "ready" and waits to
+/// be killed by [`run_child_until_ready_then_kill`].
+pub fn child_writer(dir_env: &str, write: impl FnOnce(&Store)) {
+    let Ok(dir) = std::env::var(dir_env) else {
+        return;
+    };
+    let store = Store::open(&dir, small_config()).expect("child open");
+    write(&store);
+    println!("ready");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The store's value-log segment files, oldest first.
+pub fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut segs: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("vlog"))
+        .expect("vlog")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segs.sort();
+    segs
+}
