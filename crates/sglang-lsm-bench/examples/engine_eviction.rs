@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         let dir = tempfile::tempdir_in(".")?;
         let mut replay = ReplayArgs::new(&path, frac);
         replay.policy = ReplayPolicy::Store;
-        replay.store_config = Some(config.clone());
+        replay.store_options = Some(config.clone());
         replay.dir = Some(dir.path().join("store"));
         let r = run(&replay)?;
         println!(

@@ -270,6 +270,29 @@ fn command_line_surface() {
         "fifo"
     ])
     .is_err());
+    // Store options are a StoreConfig JSON object, checked at parse time; a bad field is
+    // named.
+    let c = Cli::try_parse_from([
+        "replay",
+        "--capacity-frac",
+        "0.1",
+        "--store-options",
+        r#"{"reclaim_victim": "greedy", "protect_frequent_fraction": 0.5}"#,
+    ])
+    .expect("parses");
+    let options = c.replay.store_options.expect("given");
+    assert_eq!(options.reclaim_victim, sglang_lsm::ReclaimVictim::Greedy);
+    assert!((options.protect_frequent_fraction - 0.5).abs() < 1e-9);
+    let Err(err) = Cli::try_parse_from([
+        "replay",
+        "--capacity-frac",
+        "0.1",
+        "--store-options",
+        r#"{"reclaim_victimm": "greedy"}"#,
+    ]) else {
+        panic!("an unknown store option must be refused");
+    };
+    assert!(err.to_string().contains("reclaim_victimm"), "{err}");
 }
 
 #[test]

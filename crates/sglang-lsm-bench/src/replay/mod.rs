@@ -146,11 +146,14 @@ pub struct ReplayArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// The store's configuration before the replay sets its capacity bound (`--policy
-    /// store`) and the controller switch; `None` is the default configuration. Not a flag:
-    /// for programs that replay engine variants (the `engine_eviction` example).
-    #[arg(skip)]
-    pub store_config: Option<StoreConfig>,
+    /// Store options as a JSON object (the `StoreConfig` fields, e.g.
+    /// '{"eviction": "s3fifo"}'); the replay then sets the capacity bound itself.
+    #[arg(long, value_name = "JSON", value_parser = parse_store_options)]
+    pub store_options: Option<StoreConfig>,
+}
+
+fn parse_store_options(json: &str) -> Result<StoreConfig, String> {
+    StoreConfig::from_json(json).map_err(|e| e.to_string())
 }
 
 impl ReplayArgs {
@@ -167,7 +170,7 @@ impl ReplayArgs {
             speedup: None,
             load_bytes_per_s: None,
             policy: ReplayPolicy::Store,
-            store_config: None,
+            store_options: None,
             json: None,
             dir: None,
             quiet: true,
@@ -241,7 +244,7 @@ pub fn run_detailed(args: &ReplayArgs) -> anyhow::Result<(ReplayReport, Vec<f64>
         })
         .collect();
 
-    let mut config = args.store_config.clone().unwrap_or_default();
+    let mut config = args.store_options.clone().unwrap_or_default();
     config.adaptive |= args.adaptive;
     // The same byte budget as the simulators' block count, at the replay's block size.
     config.capacity_bytes = match args.policy.enforced() {
