@@ -204,6 +204,22 @@ def test_adaptive_false_keeps_hand_set_knobs(tmp_path):
         sglang_lsm.Store(tmp_path / "kv2", l0_threshold=1)
 
 
+def test_s3fifo_eviction_is_an_option_with_checked_values(tmp_path):
+    # 48 MiB of 1 MiB pages through a 32 MiB store: the reclaimer evicts, every hit is exact.
+    pages = {f"p{i}": rand_bytes(1 << 20, i) for i in range(48)}
+    with sglang_lsm.Store(tmp_path / "kv", capacity_bytes=32 << 20, eviction="s3fifo") as s:
+        for key, page in pages.items():
+            assert s.put_batch([key], [page]) == [True]
+        kept = [k for k in pages if s.get(k) is not None]
+        assert 0 < len(kept) < len(pages)
+        assert all(s.get(k) == pages[k] for k in kept)
+        assert s.stats()["log_bytes"] <= (32 << 20) + (1 << 20)
+    with pytest.raises(InvalidArgumentError, match="eviction"):
+        sglang_lsm.Store(tmp_path / "kv2", eviction="lru")
+    with pytest.raises(InvalidArgumentError, match="probation_fraction"):
+        sglang_lsm.Store(tmp_path / "kv3", eviction="s3fifo", probation_fraction=0.0)
+
+
 def test_unknown_option_is_rejected(tmp_path):
     with pytest.raises(InvalidArgumentError, match="capacity_gigs"):
         sglang_lsm.Store(tmp_path / "kv", capacity_gigs=1)

@@ -48,6 +48,24 @@ pub enum ReclaimVictim {
     CostBenefit,
 }
 
+/// What capacity reclamation keeps, and in which order it looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Eviction {
+    /// One FIFO of segments with a second chance (CLOCK over segments): a page read since it
+    /// was written is relocated to the head, every other leaf is evicted.
+    Clock,
+    /// S3-FIFO (Yang et al., SOSP 2023) over segments. New pages go to probation segments,
+    /// which the reclaimer drains first once they hold more than `probation_fraction` of the
+    /// bound: a page read meanwhile moves to a main segment, the others are evicted and
+    /// remembered in a ghost list, and a remembered page put again goes straight to main.
+    /// Main segments are reclaimed FIFO, a page relocated while it has hits left (up to 3,
+    /// one spent per pass). One-hit wonders leave after a short probation instead of a whole
+    /// pass through the store.
+    #[serde(rename = "s3fifo")]
+    S3Fifo,
+}
+
 /// Largest key the engine accepts. SGLang keys are ~64-200 bytes; 1 KiB leaves room for
 /// namespaces while keeping one frame header within a few 4 KiB blocks.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -102,8 +120,15 @@ pub struct StoreConfig {
     pub reclaim_bytes_per_s: u64,
     /// Admission policy for new pages.
     pub admission: Admission,
-    /// How reclamation picks its victim segment (see [`ReclaimVictim`]).
+    /// How reclamation picks its victim segment (see [`ReclaimVictim`]); under
+    /// `Eviction::S3Fifo`, among the segments of the queue being drained.
     pub reclaim_victim: ReclaimVictim,
+    /// The eviction policy (see [`Eviction`]).
+    pub eviction: Eviction,
+    /// Under `Eviction::S3Fifo`: the share of the log bound probation segments may hold
+    /// before the reclaimer drains them rather than the main queue (S3-FIFO's small queue;
+    /// the paper's 10% is the default).
+    pub probation_fraction: f64,
     /// Reclamation also relocates (rather than evicts) unreferenced pages that were ever
     /// referenced since first written (read or re-put: seen at least twice), while such pages
     /// hold at most this fraction of the log bound; beyond it they are evicted like any cold
@@ -153,6 +178,8 @@ impl Default for StoreConfig {
             reclaim_bytes_per_s: 256 << 20,
             admission: Admission::All,
             reclaim_victim: ReclaimVictim::Oldest,
+            eviction: Eviction::Clock,
+            probation_fraction: 0.1,
             protect_frequent_fraction: 0.0,
             admission_ghost_pages: 1 << 20,
             min_free_bytes: None,
@@ -249,6 +276,10 @@ impl StoreConfig {
             "protect_frequent_fraction must be between 0 (off) and 0.95",
         )?;
         check(
+            (0.01..=0.9).contains(&self.probation_fraction),
+            "probation_fraction must be between 0.01 and 0.9",
+        )?;
+        check(
             self.reclaim_bytes_per_s >= 1 << 20,
             "reclaim_bytes_per_s must be at least 1 MiB/s",
         )?;
@@ -339,7 +370,15 @@ mod tests {
         }
         let c = StoreConfig::from_json(r#"{"protect_frequent_fraction":0.9}"#).expect("valid");
         assert!((c.protect_frequent_fraction - 0.9).abs() < 1e-12);
+        assert_eq!(d.eviction, Eviction::Clock, "CLOCK stays the default");
+        let c = StoreConfig::from_json(r#"{"eviction":"s3fifo","probation_fraction":0.2}"#)
+            .expect("valid");
+        assert_eq!(c.eviction, Eviction::S3Fifo);
+        assert!((c.probation_fraction - 0.2).abs() < 1e-12);
         for (json, field) in [
+            (r#"{"eviction":"lru"}"#, "eviction"),
+            (r#"{"probation_fraction":0}"#, "probation_fraction"),
+            (r#"{"probation_fraction":0.95}"#, "probation_fraction"),
             (r#"{"reclaim_victim":"lru"}"#, "reclaim_victim"),
             (
                 r#"{"protect_frequent_fraction":0.99}"#,

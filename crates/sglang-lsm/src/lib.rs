@@ -33,7 +33,7 @@ pub mod service;
 pub mod store;
 pub mod vlog;
 
-pub use config::{Admission, Durability, ReclaimVictim, StoreConfig, MAX_KEY_BYTES};
+pub use config::{Admission, Durability, Eviction, ReclaimVictim, StoreConfig, MAX_KEY_BYTES};
 pub use error::{Error, Result};
 pub use follower::{Follower, FollowerStats};
 pub use pages::{ReadPages, WritePages};

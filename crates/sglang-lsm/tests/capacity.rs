@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use common::page_bytes;
 use proptest::prelude::*;
-use sglang_lsm::{Store, StoreConfig};
+use sglang_lsm::{Eviction, Store, StoreConfig};
 
 const CAP: u64 = 32 << 20;
 
@@ -15,6 +15,13 @@ fn bounded_config() -> StoreConfig {
         capacity_bytes: Some(CAP),
         memtable_bytes: 256 << 10,
         ..StoreConfig::default()
+    }
+}
+
+fn bounded_config_with(eviction: Eviction) -> StoreConfig {
+    StoreConfig {
+        eviction,
+        ..bounded_config()
     }
 }
 
@@ -174,11 +181,11 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Runs `ops` on a bounded store, checking the bound, orphans and bytes as it goes.
-fn run_bounded_ops(ops: Vec<Op>) {
+fn run_bounded_ops(ops: Vec<Op>, eviction: Eviction) {
     // 200 chains of up to 5 pages of 256 KiB: ~8x the 32 MiB bound.
     let page = 256 << 10;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = Some(Store::open(dir.path(), bounded_config()).expect("open"));
+    let mut store = Some(Store::open(dir.path(), bounded_config_with(eviction)).expect("open"));
     let mut chains: HashMap<u32, usize> = HashMap::new();
     for (step, op) in ops.into_iter().enumerate() {
         let s = store.as_ref().expect("open store");
@@ -207,7 +214,8 @@ fn run_bounded_ops(ops: Vec<Op>) {
             }
             Op::Reopen => {
                 drop(store.take());
-                store = Some(Store::open(dir.path(), bounded_config()).expect("reopen"));
+                store =
+                    Some(Store::open(dir.path(), bounded_config_with(eviction)).expect("reopen"));
             }
         }
         if step % 4 == 3 {
@@ -224,7 +232,13 @@ proptest! {
     /// smaller than the data: the bound holds, no orphans appear, resident bytes are exact.
     #[test]
     fn bounded_store_invariants(ops in prop::collection::vec(op(), 20..120)) {
-        run_bounded_ops(ops);
+        run_bounded_ops(ops, Eviction::Clock);
+    }
+
+    /// The same under S3-FIFO over segments: queues change where pages go, not what holds.
+    #[test]
+    fn bounded_store_invariants_under_s3fifo(ops in prop::collection::vec(op(), 20..120)) {
+        run_bounded_ops(ops, Eviction::S3Fifo);
     }
 }
 
@@ -412,109 +426,112 @@ fn reads_hit_pages_that_reclamation_moves_under_them() {
 /// root again and again (`store_basic::capacity_bound_declines_what_cannot_fit` failed).
 #[test]
 fn regression_bound_after_reopens() {
-    run_bounded_ops(vec![
-        Op::Put(151, 4),
-        Op::Put(127, 2),
-        Op::Put(64, 3),
-        Op::Put(158, 5),
-        Op::Read(131),
-        Op::Reopen,
-        Op::Read(41),
-        Op::Put(25, 2),
-        Op::Put(79, 2),
-        Op::Read(164),
-        Op::Delete(40, 1),
-        Op::Reopen,
-        Op::Reopen,
-        Op::Put(100, 4),
-        Op::Read(147),
-        Op::Put(167, 4),
-        Op::Read(20),
-        Op::Read(28),
-        Op::Read(61),
-        Op::Put(60, 3),
-        Op::Put(132, 2),
-        Op::Put(127, 1),
-        Op::Read(94),
-        Op::Put(80, 4),
-        Op::Put(131, 5),
-        Op::Read(110),
-        Op::Read(182),
-        Op::Put(138, 1),
-        Op::Put(146, 5),
-        Op::Read(81),
-        Op::Put(82, 1),
-        Op::Put(133, 2),
-        Op::Read(70),
-        Op::Put(100, 4),
-        Op::Put(83, 4),
-        Op::Put(168, 1),
-        Op::Read(47),
-        Op::Read(84),
-        Op::Read(95),
-        Op::Delete(92, 5),
-        Op::Put(164, 4),
-        Op::Delete(36, 4),
-        Op::Delete(41, 5),
-        Op::Put(167, 2),
-        Op::Delete(18, 0),
-        Op::Read(37),
-        Op::Put(135, 1),
-        Op::Put(159, 5),
-        Op::Put(46, 4),
-        Op::Read(94),
-        Op::Put(137, 1),
-        Op::Delete(175, 0),
-        Op::Read(88),
-        Op::Read(71),
-        Op::Put(59, 3),
-        Op::Put(7, 3),
-        Op::Put(168, 5),
-        Op::Read(170),
-        Op::Read(169),
-        Op::Read(43),
-        Op::Put(93, 4),
-        Op::Put(111, 1),
-        Op::Put(186, 1),
-        Op::Read(69),
-        Op::Put(46, 1),
-        Op::Read(172),
-        Op::Put(29, 5),
-        Op::Put(93, 4),
-        Op::Read(128),
-        Op::Put(167, 4),
-        Op::Read(8),
-        Op::Put(184, 1),
-        Op::Reopen,
-        Op::Put(101, 4),
-        Op::Reopen,
-        Op::Put(62, 5),
-        Op::Put(149, 3),
-        Op::Put(70, 5),
-        Op::Read(136),
-        Op::Put(19, 2),
-        Op::Read(73),
-        Op::Put(42, 3),
-        Op::Read(130),
-        Op::Put(171, 4),
-        Op::Put(70, 4),
-        Op::Put(61, 3),
-        Op::Put(6, 1),
-        Op::Put(48, 1),
-        Op::Delete(180, 4),
-        Op::Put(193, 1),
-        Op::Delete(69, 2),
-        Op::Read(106),
-        Op::Put(161, 4),
-        Op::Read(131),
-        Op::Read(61),
-        Op::Put(196, 3),
-        Op::Read(197),
-        Op::Put(74, 3),
-        Op::Read(91),
-        Op::Put(186, 2),
-        Op::Delete(20, 4),
-        Op::Read(146),
-        Op::Put(121, 4),
-    ]);
+    run_bounded_ops(
+        vec![
+            Op::Put(151, 4),
+            Op::Put(127, 2),
+            Op::Put(64, 3),
+            Op::Put(158, 5),
+            Op::Read(131),
+            Op::Reopen,
+            Op::Read(41),
+            Op::Put(25, 2),
+            Op::Put(79, 2),
+            Op::Read(164),
+            Op::Delete(40, 1),
+            Op::Reopen,
+            Op::Reopen,
+            Op::Put(100, 4),
+            Op::Read(147),
+            Op::Put(167, 4),
+            Op::Read(20),
+            Op::Read(28),
+            Op::Read(61),
+            Op::Put(60, 3),
+            Op::Put(132, 2),
+            Op::Put(127, 1),
+            Op::Read(94),
+            Op::Put(80, 4),
+            Op::Put(131, 5),
+            Op::Read(110),
+            Op::Read(182),
+            Op::Put(138, 1),
+            Op::Put(146, 5),
+            Op::Read(81),
+            Op::Put(82, 1),
+            Op::Put(133, 2),
+            Op::Read(70),
+            Op::Put(100, 4),
+            Op::Put(83, 4),
+            Op::Put(168, 1),
+            Op::Read(47),
+            Op::Read(84),
+            Op::Read(95),
+            Op::Delete(92, 5),
+            Op::Put(164, 4),
+            Op::Delete(36, 4),
+            Op::Delete(41, 5),
+            Op::Put(167, 2),
+            Op::Delete(18, 0),
+            Op::Read(37),
+            Op::Put(135, 1),
+            Op::Put(159, 5),
+            Op::Put(46, 4),
+            Op::Read(94),
+            Op::Put(137, 1),
+            Op::Delete(175, 0),
+            Op::Read(88),
+            Op::Read(71),
+            Op::Put(59, 3),
+            Op::Put(7, 3),
+            Op::Put(168, 5),
+            Op::Read(170),
+            Op::Read(169),
+            Op::Read(43),
+            Op::Put(93, 4),
+            Op::Put(111, 1),
+            Op::Put(186, 1),
+            Op::Read(69),
+            Op::Put(46, 1),
+            Op::Read(172),
+            Op::Put(29, 5),
+            Op::Put(93, 4),
+            Op::Read(128),
+            Op::Put(167, 4),
+            Op::Read(8),
+            Op::Put(184, 1),
+            Op::Reopen,
+            Op::Put(101, 4),
+            Op::Reopen,
+            Op::Put(62, 5),
+            Op::Put(149, 3),
+            Op::Put(70, 5),
+            Op::Read(136),
+            Op::Put(19, 2),
+            Op::Read(73),
+            Op::Put(42, 3),
+            Op::Read(130),
+            Op::Put(171, 4),
+            Op::Put(70, 4),
+            Op::Put(61, 3),
+            Op::Put(6, 1),
+            Op::Put(48, 1),
+            Op::Delete(180, 4),
+            Op::Put(193, 1),
+            Op::Delete(69, 2),
+            Op::Read(106),
+            Op::Put(161, 4),
+            Op::Read(131),
+            Op::Read(61),
+            Op::Put(196, 3),
+            Op::Read(197),
+            Op::Put(74, 3),
+            Op::Read(91),
+            Op::Put(186, 2),
+            Op::Delete(20, 4),
+            Op::Read(146),
+            Op::Put(121, 4),
+        ],
+        Eviction::Clock,
+    );
 }

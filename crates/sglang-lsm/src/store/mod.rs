@@ -20,6 +20,7 @@ mod read;
 mod reclaim;
 mod recover;
 mod residency;
+mod s3fifo;
 mod space;
 mod stats;
 mod tombstones;
@@ -64,6 +65,8 @@ pub(crate) struct Inner {
     ghost: Option<parking_lot::Mutex<admission::Ghost>>,
     /// Present when `protect_frequent_fraction` > 0: marks re-put evicted pages frequent.
     history: Option<parking_lot::Mutex<admission::History>>,
+    /// Pages evicted from probation (only under `Eviction::S3Fifo`).
+    evicted_ghost: Option<parking_lot::Mutex<s3fifo::EvictedGhost>>,
     vlog: ValueLog,
     index: Index,
     residency: RwLock<Residency>,
@@ -155,6 +158,11 @@ impl Store {
                 usize::try_from(config.admission_ghost_pages).unwrap_or(usize::MAX),
             ))
         });
+        let evicted_ghost = (config.eviction == crate::config::Eviction::S3Fifo).then(|| {
+            parking_lot::Mutex::new(s3fifo::EvictedGhost::new(
+                usize::try_from(config.admission_ghost_pages).unwrap_or(usize::MAX),
+            ))
+        });
         let knobs = LiveKnobs::new(Knobs::from_config(&config));
         let controller = parking_lot::Mutex::new(
             Controller::new(config.adaptive).with_reclaim_floor(config.reclaim_bytes_per_s),
@@ -173,6 +181,7 @@ impl Store {
             in_flight: inflight::InFlight::default(),
             ghost,
             history,
+            evicted_ghost,
             vlog,
             index,
             residency: RwLock::new(residency),

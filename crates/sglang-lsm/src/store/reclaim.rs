@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use super::residency::Slot;
 use super::stats::Counters;
-use super::{victim, Inner};
+use super::{s3fifo, victim, Inner};
 use crate::error::Result;
 use crate::index::IndexRecord;
 use crate::key::{fingerprint, Fingerprint};
 use crate::vlog::format::{FrameKind, MAX_FRAME_RECORDS};
 use crate::vlog::frame::{page_crc, PutPage};
-use crate::vlog::PreparedFrame;
+use crate::vlog::{PreparedFrame, Queue};
 
 /// Largest relocation frame.
 const RELOCATE_BATCH_BYTES: u64 = 32 << 20;
@@ -172,9 +172,49 @@ impl Inner {
         (self.residency.read().frequent_bytes() as f64) <= fraction * bound as f64
     }
 
+    /// Whether S3-FIFO over segments is on (`Eviction::S3Fifo`).
+    fn s3fifo(&self) -> bool {
+        self.evicted_ghost.is_some()
+    }
+
+    /// The victim and its queue: under S3-FIFO from the queue `store::s3fifo` drains, else a
+    /// sealed segment without live pages, else the one `reclaim_victim` ranks first
+    /// (`store::victim`).
+    fn pick_victim(&self) -> Option<(u32, Queue)> {
+        if !self.s3fifo() {
+            return self.pick_clock_victim().map(|id| (id, Queue::Main));
+        }
+        // Listed before the active id is read, for the reason `pick_clock_victim` gives.
+        let mut sealed = self.vlog.segment_queues();
+        let active = self.vlog.active_segment_id();
+        let now = self.vlog.next_seqno();
+        let active_probation_bytes = sealed
+            .iter()
+            .find(|s| s.id == active && s.queue == Queue::Probation)
+            .map_or(0, |s| s.bytes);
+        sealed.retain(|s| s.id < active);
+        let bound = self.log_bound().unwrap_or(u64::MAX);
+        let limit = (bound as f64 * self.config.probation_fraction) as u64;
+        let r = self.residency.read();
+        let id = s3fifo::choose(
+            self.config.reclaim_victim,
+            &sealed,
+            active_probation_bytes,
+            limit,
+            bound.saturating_mul(s3fifo::MAX_AGE_LOG_BOUNDS),
+            r.segments(),
+            now,
+        )?;
+        let queue = sealed
+            .iter()
+            .find(|s| s.id == id)
+            .map_or(Queue::Main, |s| s.queue);
+        Some((id, queue))
+    }
+
     /// A sealed segment without live pages, else the one `reclaim_victim` ranks first
     /// (`store::victim`).
-    fn pick_victim(&self) -> Option<u32> {
+    fn pick_clock_victim(&self) -> Option<u32> {
         // The segment list first, the active id after it: a roll between the two can only
         // raise the active id, so `id < active` drops every segment that was or became
         // active. Read the other way round, a roll in between left the fresh, empty active
@@ -197,7 +237,7 @@ impl Inner {
     ) -> Result<Option<Reclaimed>> {
         let force = pass == Pass::Force;
         let _one_at_a_time = self.reclaim_lock.lock();
-        let Some(victim) = self.pick_victim() else {
+        let Some((victim, queue)) = self.pick_victim() else {
             return Ok(None);
         };
         let before = self
@@ -216,7 +256,7 @@ impl Inner {
             segment_id: victim,
             ..Reclaimed::default()
         };
-        out.evicted_pages = self.evict(victim, &evict)?;
+        out.evicted_pages = self.evict(victim, queue, &evict)?;
         // Evicting leaves can leave their parents (in this segment) childless and unreferenced:
         // a cold chain goes as a whole, one level per pass. Bounded; deeper chains go next time.
         for _ in 0..MAX_EVICT_PASSES {
@@ -231,9 +271,9 @@ impl Inner {
             if now_evictable.is_empty() {
                 break;
             }
-            out.evicted_pages += self.evict(victim, &now_evictable)?;
+            out.evicted_pages += self.evict(victim, queue, &now_evictable)?;
         }
-        let (pages, bytes) = self.relocate(victim, &keep, limiter)?;
+        let (pages, bytes) = self.relocate(victim, queue, &keep, limiter)?;
         out.relocated_pages = pages;
         out.relocated_bytes = bytes;
         let emptied = !self.residency.read().segments().contains_key(&victim);
@@ -307,6 +347,7 @@ impl Inner {
     fn relocate(
         &self,
         victim: u32,
+        queue: Queue,
         pages: &[LivePage],
         mut limiter: Option<&mut RateLimiter>,
     ) -> Result<(u64, u64)> {
@@ -360,7 +401,13 @@ impl Inner {
                 .collect();
             let mut frame = PreparedFrame::put(&puts);
             let mut w = self.vlog.lock_writer();
-            let at = self.vlog.append(&mut w, &mut frame)?;
+            // Under S3-FIFO every survivor goes to main: promoted out of probation, or
+            // reinserted into main.
+            let at = if self.s3fifo() {
+                self.vlog.append_to(&mut w, &mut frame, Queue::Main)?
+            } else {
+                self.vlog.append(&mut w, &mut frame)?
+            };
             let mut r = self.residency.write();
             // Copies of pages deleted while they were copied: tombstoned below, or a replay
             // after a crash (and every follower) would bring them back, maybe parentless.
@@ -383,7 +430,14 @@ impl Inner {
                     seqno: at.seqno,
                 };
                 self.index.insert(&p.key, p.fp, &rec);
-                r.relocate(p.fp, Slot::new(at.segment_id, e.payload_len), at.seqno);
+                let to = Slot::new(at.segment_id, e.payload_len);
+                // A main-queue reinsertion spends one banked hit; a promotion out of
+                // probation, and CLOCK's second chance, spend them all.
+                if self.s3fifo() && queue == Queue::Main {
+                    r.relocate_spending_one(p.fp, to, at.seqno);
+                } else {
+                    r.relocate(p.fp, to, at.seqno);
+                }
                 moved_pages += 1;
                 moved_bytes += e.payload_len;
             }
@@ -398,11 +452,11 @@ impl Inner {
     /// Evicts leaves of `victim` with logged Delete frames. Conditions are re-checked under
     /// the writer lock (children only change under it), so no page with a resident child is
     /// evicted, no pinned page (the parent of a put in flight), and no page that moved away.
-    fn evict(&self, victim: u32, pages: &[LivePage]) -> Result<u64> {
+    fn evict(&self, victim: u32, queue: Queue, pages: &[LivePage]) -> Result<u64> {
         let mut evicted = 0;
         for chunk in pages.chunks(MAX_FRAME_RECORDS) {
             let mut w = self.vlog.lock_writer();
-            let doomed: Vec<(&[u8], Fingerprint)> = {
+            let (doomed, doomed_fps): (Vec<(&[u8], Fingerprint)>, Vec<Fingerprint>) = {
                 let r = self.residency.read();
                 self.pins.with(|pinned| {
                     chunk
@@ -412,12 +466,18 @@ impl Inner {
                                 s.segment_id == victim && s.children == 0 && !pinned(p.fp)
                             })
                         })
-                        .map(|p| (p.key.as_slice(), p.rec.parent_fp))
-                        .collect()
+                        .map(|p| ((p.key.as_slice(), p.rec.parent_fp), p.fp))
+                        .unzip()
                 })
             };
             if doomed.is_empty() {
                 continue;
+            }
+            if queue == Queue::Probation {
+                if let Some(ghost) = &self.evicted_ghost {
+                    let resident = self.residency.read().len();
+                    ghost.lock().remember(doomed_fps, resident);
+                }
             }
             // Counted as they go, not when the whole reclamation ends: a `stats()` taken
             // meanwhile must see `pages` and `evicted_pages` agree (the replay checks it).

@@ -17,6 +17,12 @@ const REFERENCED: u16 = 1;
 /// Referenced at least once since it was first written (read, or re-put), kept across
 /// relocation: the "seen at least twice" class that `protect_frequent` reclamation spares.
 const FREQUENT: u16 = 2;
+/// Hits since last written or relocated, saturating at 3 (bits 2-3): S3-FIFO's frequency,
+/// which a main-queue relocation spends one of (`Residency::relocate_spending_one`).
+const HITS_SHIFT: u16 = 2;
+const HITS_MASK: u16 = 0b11 << HITS_SHIFT;
+/// Most hits a page banks: at most this many passes of the main queue without a new read.
+pub const MAX_HITS: u16 = 3;
 
 /// Where a resident page lives, plus its eviction state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,7 +66,7 @@ impl Slot {
     #[must_use]
     pub fn with_referenced(self) -> Self {
         Self {
-            flags: self.flags | REFERENCED,
+            flags: self.flags | REFERENCED | (1 << HITS_SHIFT),
             ..self
         }
     }
@@ -86,6 +92,13 @@ impl Slot {
     #[must_use]
     pub fn referenced(self) -> bool {
         self.flags & REFERENCED != 0
+    }
+
+    /// Hits banked since last written or relocated (0..=[`MAX_HITS`]); zero exactly when
+    /// not referenced.
+    #[must_use]
+    pub fn hits(self) -> u16 {
+        (self.flags & HITS_MASK) >> HITS_SHIFT
     }
 
     /// Referenced at least once since first written, across relocations (in memory only: a
@@ -257,14 +270,28 @@ impl Residency {
     /// Moves a page to a new location (relocation or replay of a newer frame), keeping its
     /// children count and frequent mark and clearing its referenced bit.
     pub fn relocate(&mut self, fp: Fingerprint, to: Slot, seqno: u64) -> bool {
+        self.relocate_keeping(fp, to, seqno, 0)
+    }
+
+    /// [`Self::relocate`] that spends one banked hit instead of all of them: S3-FIFO's
+    /// reinsertion into the main queue. A page with hits left stays referenced, so it is
+    /// relocated again on the next pass unless those run out first.
+    pub fn relocate_spending_one(&mut self, fp: Fingerprint, to: Slot, seqno: u64) -> bool {
+        let left = self.pages.get(fp).map_or(0, |s| s.hits().saturating_sub(1));
+        self.relocate_keeping(fp, to, seqno, left)
+    }
+
+    fn relocate_keeping(&mut self, fp: Fingerprint, to: Slot, seqno: u64, hits: u16) -> bool {
+        debug_assert!(hits <= MAX_HITS);
         let Some(old) = self.pages.get(fp) else {
             return false;
         };
         self.unaccount(old);
+        let referenced = if hits > 0 { REFERENCED } else { 0 };
         let moved = Slot {
             children: old.children,
             ns: old.ns,
-            flags: old.flags & FREQUENT,
+            flags: (old.flags & FREQUENT) | referenced | (hits << HITS_SHIFT),
             ..to
         };
         self.pages.update(fp, |s| *s = moved);
@@ -284,7 +311,8 @@ impl Residency {
                 if !s.referenced() {
                     newly_referenced = s.bytes();
                 }
-                s.flags |= REFERENCED | FREQUENT;
+                let hits = (s.hits() + 1).min(MAX_HITS);
+                s.flags = (s.flags & !HITS_MASK) | (hits << HITS_SHIFT) | REFERENCED | FREQUENT;
             });
             self.frequent_bytes += newly_frequent;
             self.referenced_bytes += newly_referenced;
@@ -454,6 +482,34 @@ mod tests {
         r.remove(1, NO_PARENT);
         r.remove(2, NO_PARENT);
         assert_eq!(r.frequent_bytes(), 0);
+    }
+
+    #[test]
+    fn hits_saturate_and_a_main_relocation_spends_one() {
+        let mut r = Residency::default();
+        assert!(r.insert(1, Slot::new(1, 4096), NO_PARENT, 1));
+        assert_eq!(r.slot(1).map(Slot::hits), Some(0));
+        r.touch([1, 1, 1, 1, 1]);
+        assert_eq!(r.slot(1).map(Slot::hits), Some(MAX_HITS), "saturates");
+        for left in (0..MAX_HITS).rev() {
+            assert!(r.relocate_spending_one(1, Slot::new(2, 4096), 2));
+            let s = r.slot(1).expect("resident");
+            assert_eq!(s.hits(), left);
+            assert_eq!(
+                s.referenced(),
+                left > 0,
+                "referenced exactly while hits are left"
+            );
+            assert_eq!(r.referenced_bytes(), if left > 0 { 4096 } else { 0 });
+        }
+        // A plain relocation (CLOCK, or a promotion out of probation) spends them all.
+        r.touch([1, 1]);
+        assert!(r.relocate(1, Slot::new(3, 4096), 3));
+        assert_eq!(
+            r.slot(1).map(|s| (s.hits(), s.referenced())),
+            Some((0, false))
+        );
+        assert_eq!(r.referenced_bytes(), 0);
     }
 
     #[test]

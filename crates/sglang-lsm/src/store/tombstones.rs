@@ -9,7 +9,9 @@
 //! Each Delete record names the segment that held the Put it cancelled. Older copies of that
 //! page (superseded Puts, stale relocation sources) can only sit in segments with lower ids, so
 //! a tombstone is carried while any segment at or below that id is still on disk, and dropped
-//! once all are gone: with FIFO reclamation that is the next pass or so. A record that does not
+//! once all are gone: with FIFO reclamation that is the next pass or so. Under S3-FIFO a main
+//! segment may outlive several passes; its age bound (`store::s3fifo::MAX_AGE_LOG_BOUNDS`)
+//! is what keeps this set bounded there. A record that does not
 //! know its Put's segment (older builds) is carried while any older segment exists. A page put
 //! again since its delete is never carried (the index holds it).
 

@@ -9,7 +9,7 @@ use crate::index::IndexRecord;
 use crate::key::{self, fingerprint, Fingerprint};
 use crate::vlog::format::{FrameKind, MAX_FRAME_RECORDS};
 use crate::vlog::frame::PutPage;
-use crate::vlog::PreparedFrame;
+use crate::vlog::{PreparedFrame, Queue};
 
 fn validate_put(keys: &[&[u8]], values: &[Vec<&[u8]>], prefix_keys: &[&[u8]]) -> Result<()> {
     if keys.len() != values.len() {
@@ -254,6 +254,7 @@ impl Store {
                 parts: &values[i],
             })
             .collect();
+        let queue = inner.put_queue(chosen.iter().map(|&i| fps[i]));
         let mut frame = PreparedFrame::put(&pages);
         let mut bytes = 0u64;
         // Set at the first page left unpublished; the rest of the batch (its descendants) is
@@ -265,7 +266,7 @@ impl Store {
         let mut tombstones: Vec<(&[u8], crate::key::Fingerprint)> = Vec::new();
         {
             let mut w = inner.vlog.lock_writer();
-            let at = inner.vlog.append(&mut w, &mut frame)?;
+            let at = inner.vlog.append_to(&mut w, &mut frame, queue)?;
             drop(reservation); // the log now counts these bytes itself
             let mut r = inner.residency.write();
             let publish_started = std::time::Instant::now();
@@ -478,6 +479,26 @@ impl super::Inner {
         pages: &[(&[u8], Fingerprint)],
     ) -> Result<Vec<Slot>> {
         self.log_deletes_counted(w, pages, None)
+    }
+
+    /// The eviction queue a put frame of pages `fps` goes to: `Main` without S3-FIFO;
+    /// under it, `Main` when at least half of them were evicted from probation and are
+    /// wanted again (the ghost forgets them either way), else `Probation`.
+    fn put_queue(&self, fps: impl Iterator<Item = Fingerprint>) -> Queue {
+        let Some(ghost) = &self.evicted_ghost else {
+            return Queue::Main;
+        };
+        let mut g = ghost.lock();
+        let (mut pages, mut returning) = (0usize, 0usize);
+        for fp in fps {
+            pages += 1;
+            returning += usize::from(g.take(fp));
+        }
+        if pages > 0 && 2 * returning >= pages {
+            Queue::Main
+        } else {
+            Queue::Probation
+        }
     }
 
     /// [`Self::log_deletes`], adding the pages removed to `removed_counter` under the same

@@ -163,6 +163,12 @@ impl<'a> PreparedFrame<'a> {
         }
     }
 
+    /// Whether it is a Put frame (one that places pages in its segment).
+    #[must_use]
+    pub fn is_put(&self) -> bool {
+        self.header.kind == FrameKind::Put
+    }
+
     /// Total bytes the frame occupies in the log.
     #[must_use]
     pub fn frame_len(&self) -> u64 {

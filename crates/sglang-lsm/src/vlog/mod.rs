@@ -27,6 +27,8 @@ use bounce::Bounce;
 pub use frame::PreparedFrame;
 pub use quarantine::Quarantined;
 pub use replay::ReplayedFrame;
+pub use segment::Queue;
+
 use segment::Segment;
 
 /// Value-log options derived from the store config.
@@ -42,6 +44,19 @@ pub struct LogOptions {
     pub durability: Durability,
 }
 
+/// One segment as the S3-FIFO victim choice sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Segment id.
+    pub id: u32,
+    /// File bytes.
+    pub bytes: u64,
+    /// Its eviction queue.
+    pub queue: Queue,
+    /// Bytes the log appended since it became active (since open, for a segment found then).
+    pub age_bytes: u64,
+}
+
 /// The single append point. Holding its lock serialises appends, which keeps every frame
 /// complete before the next begins (torn data can only be at the tail) and lets the store
 /// publish index records in sequence-number order.
@@ -50,6 +65,11 @@ pub struct Writer {
     tail: u64,
     next_seqno: u64,
     unsynced: bool,
+    /// Whether the active segment holds a Put frame: only then does a change of eviction
+    /// queue seal it. One of Delete frames alone changes queue in place, or every
+    /// reclamation's tombstones would leave a segment of their own behind, which the next
+    /// reclamation takes (dead) and whose tombstones it carries forward into yet another.
+    active_has_puts: bool,
     /// Aligned staging for frames whose caller buffers O_DIRECT cannot take directly.
     bounce: Bounce,
 }
@@ -79,6 +99,8 @@ pub struct ValueLog {
     /// Mirrors of writer state readable without the lock (victim choice, ages).
     active_id: AtomicU32,
     next_seqno: AtomicU64,
+    /// Bytes appended since open (frames of every kind): the clock of segment ages.
+    appended_bytes: AtomicU64,
     opts: LogOptions,
     segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
     writer: Mutex<Writer>,
@@ -142,6 +164,7 @@ impl ValueLog {
             dir: dir.to_path_buf(),
             active_id: AtomicU32::new(active.id),
             next_seqno: AtomicU64::new(scanned.next_seqno),
+            appended_bytes: AtomicU64::new(0),
             opts,
             segments: RwLock::new(segments),
             writer: Mutex::new(Writer {
@@ -149,6 +172,9 @@ impl ValueLog {
                 tail,
                 next_seqno: scanned.next_seqno,
                 unsynced: false,
+                // A reopened active segment may hold pages; under S3-FIFO the first put
+                // seals it (it is Main) rather than mix probation pages into it.
+                active_has_puts: tail > format::SEGMENT_HEADER_BYTES,
                 bounce: Bounce::default(),
             }),
             faults,
@@ -167,10 +193,28 @@ impl ValueLog {
     /// rolled back (so the next append overwrites the partial bytes) and the error names the
     /// file; the log stays usable.
     pub fn append(&self, w: &mut Writer, frame: &mut PreparedFrame<'_>) -> Result<Appended> {
+        let queue = w.active.queue();
+        self.append_to(w, frame, queue)
+    }
+
+    /// [`Self::append`] into a segment of eviction queue `queue`: the active segment is
+    /// sealed first if it holds frames of the other queue, so no segment mixes the two.
+    pub fn append_to(
+        &self,
+        w: &mut Writer,
+        frame: &mut PreparedFrame<'_>,
+        queue: Queue,
+    ) -> Result<Appended> {
         let frame_len = frame.frame_len();
-        if w.tail + frame_len > self.opts.segment_bytes && w.tail > format::SEGMENT_HEADER_BYTES {
-            self.roll(w)?;
+        let has_frames = w.tail > format::SEGMENT_HEADER_BYTES;
+        let full = has_frames && w.tail + frame_len > self.opts.segment_bytes;
+        if full || (w.active_has_puts && w.active.queue() != queue) {
+            self.roll(w, queue)?;
+        } else if w.active.queue() != queue {
+            // No page in it yet: it simply changes queue.
+            w.active.set_queue(queue);
         }
+        debug_assert_eq!(w.active.queue(), queue);
         let seqno = w.next_seqno;
         frame.seal(seqno);
         let seg = Arc::clone(&w.active);
@@ -198,6 +242,8 @@ impl ValueLog {
             w.unsynced = true;
         }
         w.tail = offset + frame_len;
+        w.active_has_puts |= frame.is_put();
+        self.appended_bytes.fetch_add(frame_len, Relaxed);
         w.next_seqno += 1;
         self.next_seqno.store(w.next_seqno, Relaxed);
         seg.set_len_bytes(w.tail);
@@ -208,7 +254,7 @@ impl ValueLog {
         })
     }
 
-    fn roll(&self, w: &mut Writer) -> Result<()> {
+    fn roll(&self, w: &mut Writer, queue: Queue) -> Result<()> {
         let sync = self.opts.durability != Durability::None;
         if sync && w.unsynced {
             io::fdatasync(w.active.file()).map_err(|e| Error::io(&w.active.path, e))?;
@@ -224,8 +270,11 @@ impl ValueLog {
             sync,
             &self.faults,
         )?);
+        seg.set_queue(queue);
+        seg.set_born_at(self.appended_bytes.load(Relaxed));
         self.segments.write().insert(id, Arc::clone(&seg));
         w.tail = seg.len_bytes();
+        w.active_has_puts = false;
         self.active_id.store(id, Relaxed);
         w.active = seg;
         Ok(())
@@ -233,7 +282,8 @@ impl ValueLog {
 
     /// Starts a fresh segment now (used by `clear`, so its marker frame opens a segment).
     pub fn roll_now(&self, w: &mut Writer) -> Result<u32> {
-        self.roll(w)?;
+        let queue = w.active.queue();
+        self.roll(w, queue)?;
         Ok(w.active.id)
     }
 
@@ -326,6 +376,22 @@ impl ValueLog {
             .collect()
     }
 
+    /// Id, length, eviction queue and age of every segment.
+    #[must_use]
+    pub fn segment_queues(&self) -> Vec<SegmentInfo> {
+        let appended = self.appended_bytes.load(Relaxed);
+        self.segments
+            .read()
+            .values()
+            .map(|s| SegmentInfo {
+                id: s.id,
+                bytes: s.len_bytes(),
+                queue: s.queue(),
+                age_bytes: appended.saturating_sub(s.born_at_appended_bytes()),
+            })
+            .collect()
+    }
+
     /// `fdatasync`s the active segment if anything was appended since the last sync.
     pub fn sync(&self) -> Result<()> {
         let seg = {
@@ -375,5 +441,83 @@ impl ValueLog {
     #[must_use]
     pub fn faults(&self) -> &Arc<FaultInjector> {
         &self.faults
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::NO_PARENT;
+    use frame::PutPage;
+
+    fn open_log(dir: &Path) -> ValueLog {
+        let opts = LogOptions {
+            segment_bytes: 64 << 20,
+            direct_write: false,
+            direct_read: false,
+            durability: Durability::None,
+        };
+        ValueLog::open(
+            dir,
+            opts,
+            Arc::new(FaultInjector::default()),
+            None,
+            &mut Vec::new(),
+            |_| Ok(()),
+        )
+        .expect("open log")
+    }
+
+    fn put(log: &ValueLog, key: &[u8], queue: Queue) -> u32 {
+        let payload = [7u8; 4096];
+        let parts: [&[u8]; 1] = [&payload];
+        let pages = [PutPage {
+            key,
+            parent_fp: NO_PARENT,
+            parts: &parts,
+        }];
+        let mut w = log.lock_writer();
+        let mut frame = PreparedFrame::put(&pages);
+        log.append_to(&mut w, &mut frame, queue)
+            .expect("append")
+            .segment_id
+    }
+
+    fn delete(log: &ValueLog, key: &[u8]) -> u32 {
+        let mut w = log.lock_writer();
+        let mut frame = PreparedFrame::deletes(&[(key, NO_PARENT, 0)]);
+        log.append(&mut w, &mut frame).expect("append").segment_id
+    }
+
+    #[test]
+    fn a_segment_holds_the_pages_of_one_queue_and_ages_by_appends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open_log(dir.path());
+        let first = put(&log, b"a", Queue::Probation);
+        assert_eq!(
+            put(&log, b"b", Queue::Probation),
+            first,
+            "same queue: same segment"
+        );
+        assert_eq!(delete(&log, b"a"), first, "a Delete frame never seals");
+        let main = put(&log, b"c", Queue::Main);
+        assert!(main > first, "a page of the other queue seals the segment");
+        // A segment of Delete frames alone changes queue in place rather than being sealed,
+        // so tombstones never fill segments of their own.
+        let mut w = log.lock_writer();
+        let tombstones_only = log.roll_now(&mut w).expect("roll");
+        drop(w);
+        assert_eq!(delete(&log, b"b"), tombstones_only);
+        assert_eq!(put(&log, b"d", Queue::Probation), tombstones_only);
+        let info = log.segment_queues();
+        let queue_of = |id: u32| info.iter().find(|s| s.id == id).map(|s| s.queue);
+        assert_eq!(queue_of(first), Some(Queue::Probation));
+        assert_eq!(queue_of(main), Some(Queue::Main));
+        assert_eq!(queue_of(tombstones_only), Some(Queue::Probation));
+        let age = |id: u32| info.iter().find(|s| s.id == id).map_or(0, |s| s.age_bytes);
+        assert!(
+            age(first) > age(main) && age(main) > age(tombstones_only),
+            "older segments have seen more appends: {info:?}"
+        );
     }
 }

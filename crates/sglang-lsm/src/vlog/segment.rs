@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use super::format::{
     decode_segment_header, encode_segment_header, FORMAT_VERSION, SEGMENT_HEADER_BYTES,
@@ -20,6 +20,41 @@ pub struct Segment {
     direct: Option<File>,
     /// Bytes in the file that belong to complete frames (the append tail for the active one).
     len_bytes: AtomicU64,
+    /// The eviction queue its pages belong to ([`Queue`] as a `u8`).
+    queue: AtomicU8,
+    /// Bytes the log had appended (since open) when this segment became active: its age is
+    /// the log's appends since then (`ValueLog::appended_bytes`).
+    born_at_appended_bytes: AtomicU64,
+}
+
+/// The eviction queue a segment's pages belong to, for S3-FIFO over segments
+/// (`config::Eviction::S3Fifo`, `store::victim`): new pages go to `Probation` segments,
+/// pages that earned a second chance to `Main` ones, so each segment holds one kind and the
+/// reclaimer can drain the probation queue without relocating main pages. In memory only: a
+/// segment found at open, and every segment under `Eviction::Clock`, is `Main`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    /// Pages put once and not yet read: one-hit wonders leave from here.
+    Probation,
+    /// Pages that were read (or wanted again) and everything written before S3-FIFO applied.
+    Main,
+}
+
+impl Queue {
+    const fn to_u8(self) -> u8 {
+        match self {
+            Self::Probation => 0,
+            Self::Main => 1,
+        }
+    }
+
+    const fn from_u8(v: u8) -> Self {
+        if v == 0 {
+            Self::Probation
+        } else {
+            Self::Main
+        }
+    }
 }
 
 /// File name of segment `id`.
@@ -118,7 +153,31 @@ impl Segment {
             file,
             direct,
             len_bytes: AtomicU64::new(len),
+            queue: AtomicU8::new(Queue::Main.to_u8()),
+            born_at_appended_bytes: AtomicU64::new(0),
         })
+    }
+
+    /// The log's appended bytes when this segment became active (0 for segments found at
+    /// open).
+    #[must_use]
+    pub fn born_at_appended_bytes(&self) -> u64 {
+        self.born_at_appended_bytes.load(Relaxed)
+    }
+
+    /// The eviction queue this segment belongs to.
+    #[must_use]
+    pub fn queue(&self) -> Queue {
+        Queue::from_u8(self.queue.load(Relaxed))
+    }
+
+    /// Assigns the queue; only before the segment receives its first frame.
+    pub fn set_queue(&self, queue: Queue) {
+        self.queue.store(queue.to_u8(), Relaxed);
+    }
+
+    pub(super) fn set_born_at(&self, appended_bytes: u64) {
+        self.born_at_appended_bytes.store(appended_bytes, Relaxed);
     }
 
     /// The buffered handle.
