@@ -16,6 +16,10 @@
 //!   ancestors alive because they have a resident child. With `protect_frequent_fraction`,
 //!   pages seen at least twice are kept too, up to that share of the bound.
 //!
+//! With `eviction = "s3fifo"` the victim comes from the queue `store::s3fifo` drains, every
+//! kept page is written to a main segment, a main relocation spends one banked hit rather than
+//! all, and pages evicted from probation are remembered in its ghost list.
+//!
 //! Background reclamation runs under a byte-rate budget so foreground reads keep the device;
 //! a `put_batch` that would overflow the bound reclaims inline (unthrottled, bounded number
 //! of segments) and declines what still does not fit.
