@@ -73,6 +73,24 @@ fn script(eviction: Eviction) -> (usize, usize, usize) {
         "{eviction:?}: log {} over the bound plus a segment",
         stats.log_bytes
     );
+    // The counters say what happened: A promoted, B returned from the ghost; nothing of the
+    // kind under CLOCK.
+    match eviction {
+        Eviction::S3Fifo => assert!(
+            stats.promoted_pages >= BATCH_PAGES as u64
+                && stats.ghost_returned_pages >= BATCH_PAGES as u64
+                && stats.probation_bytes > 0,
+            "{stats:?}"
+        ),
+        Eviction::Clock => assert_eq!(
+            (
+                stats.promoted_pages,
+                stats.ghost_returned_pages,
+                stats.probation_bytes
+            ),
+            (0, 0, 0)
+        ),
+    }
     let kept = (
         resident(&store, &a),
         resident(&store, &b),

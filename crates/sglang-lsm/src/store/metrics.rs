@@ -32,6 +32,11 @@ impl Store {
             st.log_bytes as f64,
         );
         gauge(
+            "probation_bytes",
+            "Bytes of probation segments (eviction = s3fifo).",
+            st.probation_bytes as f64,
+        );
+        gauge(
             "capacity_bytes",
             "Configured bound on log bytes (0 = unbounded).",
             st.capacity_bytes.unwrap_or(0) as f64,
@@ -129,6 +134,16 @@ impl Store {
             "relocated_pages",
             "Pages relocated by reclamation.",
             st.relocated_pages,
+        );
+        counter(
+            "promoted_pages",
+            "Pages moved from probation to main (eviction = s3fifo).",
+            st.promoted_pages,
+        );
+        counter(
+            "ghost_returned_pages",
+            "Pages put again after eviction from probation (eviction = s3fifo).",
+            st.ghost_returned_pages,
         );
         counter(
             "relocated_bytes",

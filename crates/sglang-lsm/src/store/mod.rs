@@ -371,6 +371,15 @@ impl Inner {
             relocated_pages: c.relocated_pages.load(Relaxed),
             relocated_bytes: c.relocated_bytes.load(Relaxed),
             evicted_pages,
+            probation_bytes: self
+                .vlog
+                .segment_queues()
+                .iter()
+                .filter(|s| s.queue == crate::vlog::Queue::Probation)
+                .map(|s| s.bytes)
+                .sum(),
+            promoted_pages: c.promoted_pages.load(Relaxed),
+            ghost_returned_pages: c.ghost_returned_pages.load(Relaxed),
             index_busy_us: c.index_busy_us.load(Relaxed),
             controller: self.controller.lock().stats(self.knobs.get()),
             write_amplification: {

@@ -280,6 +280,9 @@ impl Inner {
         let (pages, bytes) = self.relocate(victim, queue, &keep, limiter)?;
         out.relocated_pages = pages;
         out.relocated_bytes = bytes;
+        if self.s3fifo() && queue == Queue::Probation {
+            Counters::add(&self.counters.promoted_pages, pages);
+        }
         let emptied = !self.residency.read().segments().contains_key(&victim);
         if emptied {
             // The victim's frames may carry effects the index has not persisted yet — above

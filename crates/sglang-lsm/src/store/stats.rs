@@ -58,6 +58,8 @@ pub struct Counters {
     pub relocated_pages: AtomicU64,
     pub relocated_bytes: AtomicU64,
     pub evicted_pages: AtomicU64,
+    pub promoted_pages: AtomicU64,
+    pub ghost_returned_pages: AtomicU64,
 }
 
 impl Counters {
@@ -173,6 +175,17 @@ pub struct StoreStats {
     pub relocated_bytes: u64,
     /// Pages evicted by the reclaimer (always leaves).
     pub evicted_pages: u64,
+    /// Under `eviction = "s3fifo"`: bytes of probation segments (new pages on probation).
+    #[serde(default)]
+    pub probation_bytes: u64,
+    /// Under `eviction = "s3fifo"`: pages moved from probation to main (read there, or the
+    /// parent of a resident page).
+    #[serde(default)]
+    pub promoted_pages: u64,
+    /// Under `eviction = "s3fifo"`: pages put again while remembered as evicted from
+    /// probation (their frames go to main when they are at least half of it).
+    #[serde(default)]
+    pub ghost_returned_pages: u64,
     /// `(put_bytes + relocated_bytes) / put_bytes`: value-log write amplification.
     pub write_amplification: f64,
     /// Time the index spent flushing and compacting, us.

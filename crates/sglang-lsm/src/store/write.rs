@@ -494,6 +494,8 @@ impl super::Inner {
             pages += 1;
             returning += usize::from(g.take(fp));
         }
+        drop(g);
+        Counters::add(&self.counters.ghost_returned_pages, returning as u64);
         if pages > 0 && 2 * returning >= pages {
             Queue::Main
         } else {
