@@ -210,6 +210,13 @@ def test_s3fifo_eviction_is_an_option_with_checked_values(tmp_path):
     with sglang_lsm.Store(tmp_path / "kv", capacity_bytes=32 << 20, eviction="s3fifo") as s:
         for key, page in pages.items():
             assert s.put_batch([key], [page]) == [True]
+        stats = s.stats()
+        assert stats["promoted_pages"] == 0 and stats["ghost_returned_pages"] == 0
+        gone = [k for k in pages if not s.exists(k)]
+        assert gone, "48 MiB through 32 MiB evicts"
+        # Evicted from probation, then put again: the ghost remembers them.
+        assert all(s.put_batch([k], [pages[k]]) == [True] for k in gone[:4])
+        assert s.stats()["ghost_returned_pages"] == 4
         kept = [k for k in pages if s.get(k) is not None]
         assert 0 < len(kept) < len(pages)
         assert all(s.get(k) == pages[k] for k in kept)
